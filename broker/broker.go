@@ -1,0 +1,119 @@
+// Package broker is the core of Relais: it serves the typed source
+// services through one fixed interceptor chain (chain.go) and a single
+// generic handler that fetches attributes from the source adapter on
+// demand, strips what the caller is not entitled to and traces the access
+// before answering. It imports neither adapters nor cmd: adapters meet it
+// through the source.Adapter contract, storage through registry.Reader
+// and audit.Recorder.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"buf.build/go/protovalidate"
+
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/ratelimit"
+	"github.com/relais-broker/relais/broker/registry"
+	"github.com/relais-broker/relais/broker/source"
+)
+
+// Source is a configured source adapter for one typed service.
+type Source struct {
+	// ID names the source in metadata, logs and the audit log, e.g. "sandbox".
+	ID string
+	// Adapter fetches the attributes.
+	Adapter source.Adapter
+	// Timeout bounds each call to the source; the caller's own deadline
+	// applies when it is shorter. Zero means DefaultSourceTimeout.
+	Timeout time.Duration
+}
+
+// DefaultSourceTimeout bounds a source call when none is configured.
+const DefaultSourceTimeout = 10 * time.Second
+
+// Config is what the broker is built from.
+type Config struct {
+	// Catalog lists the typed services; nil means catalog.Default().
+	Catalog *catalog.Catalog
+	// Sources maps a full service name to its source. A service without a
+	// source answers service_not_configured.
+	Sources map[string]Source
+	// Registry answers who the consumers are and what they are granted.
+	Registry registry.Reader
+	// Audit records every call; a call whose record fails returns no data.
+	Audit audit.Recorder
+	// Logger receives one line per call, never personal data. Nil discards.
+	Logger *slog.Logger
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Broker serves the typed source services.
+type Broker struct {
+	catalog   *catalog.Catalog
+	sources   map[string]Source
+	registry  registry.Reader
+	audit     audit.Recorder
+	log       *slog.Logger
+	now       func() time.Time
+	validator protovalidate.Validator
+	limiter   *ratelimit.Limiter
+}
+
+// New checks cfg and returns a Broker.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("broker: a registry is required")
+	}
+	if cfg.Audit == nil {
+		return nil, errors.New("broker: an audit recorder is required")
+	}
+	b := &Broker{
+		catalog:  cfg.Catalog,
+		sources:  make(map[string]Source, len(cfg.Sources)),
+		registry: cfg.Registry,
+		audit:    cfg.Audit,
+		log:      cfg.Logger,
+		now:      cfg.Clock,
+		limiter:  ratelimit.New(),
+	}
+	if b.catalog == nil {
+		b.catalog = catalog.Default()
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	known := make(map[string]bool)
+	for _, s := range b.catalog.Services() {
+		known[s] = true
+	}
+	for svc, src := range cfg.Sources {
+		if !known[svc] {
+			return nil, fmt.Errorf("broker: source %q configured for unknown service %q", src.ID, svc)
+		}
+		if src.Adapter == nil || src.ID == "" {
+			return nil, fmt.Errorf("broker: source for %s needs an id and an adapter", svc)
+		}
+		if src.Timeout <= 0 {
+			src.Timeout = DefaultSourceTimeout
+		}
+		b.sources[svc] = src
+	}
+	v, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("broker: validator: %w", err)
+	}
+	b.validator = v
+	return b, nil
+}
+
+// Catalog returns the catalogue the broker serves.
+func (b *Broker) Catalog() *catalog.Catalog { return b.catalog }

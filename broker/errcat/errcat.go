@@ -1,0 +1,245 @@
+// Package errcat is the error catalogue of Relais: every error a caller can
+// receive has a reason from the list below, a gRPC code and a fixed,
+// lower-case message. Errors travel through the broker as *Error values;
+// only the gRPC edge turns them into a status (Status), carrying an
+// ErrorInfo with the reason and, where relevant, BadRequest field
+// violations or RetryInfo. The catalogue is rendered into docs/errors.md by
+// Markdown, and a test keeps the two in step.
+package errcat
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Domain is the ErrorInfo domain of every Relais error.
+const Domain = "relais"
+
+// Reason is the machine-readable cause of an error, stable across versions.
+type Reason string
+
+// The catalogue. Keep it in step with entries below.
+const (
+	CredentialMissing      Reason = "credential_missing"
+	CredentialInvalid      Reason = "credential_invalid"
+	ConsumerUnknown        Reason = "consumer_unknown"
+	ConsumerSuspended      Reason = "consumer_suspended"
+	NoGrant                Reason = "no_grant"
+	PurposeNotGranted      Reason = "purpose_not_granted"
+	GrantExpired           Reason = "grant_expired"
+	GrantNotYetValid       Reason = "grant_not_yet_valid"
+	ScopeNotGranted        Reason = "scope_not_granted"
+	InvalidRequest         Reason = "invalid_request"
+	InvalidRecipient       Reason = "invalid_recipient"
+	InvalidSubject         Reason = "invalid_subject"
+	InvalidFieldMask       Reason = "invalid_field_mask"
+	RateLimited            Reason = "rate_limited"
+	SubjectNotFound        Reason = "subject_not_found"
+	SubjectNotIdentifiable Reason = "subject_not_identifiable"
+	SourceUnavailable      Reason = "source_unavailable"
+	SourceTimeout          Reason = "source_timeout"
+	SourceInvalidResponse  Reason = "source_invalid_response"
+	ServiceNotConfigured   Reason = "service_not_configured"
+	AuditUnavailable       Reason = "audit_unavailable"
+	Cancelled              Reason = "cancelled"
+	Internal               Reason = "internal"
+)
+
+// Entry documents one reason.
+type Entry struct {
+	Reason  Reason
+	Code    codes.Code
+	Message string // what the caller reads: lower-case, no trailing period
+	Doc     string // when it happens and what to do, for docs/errors.md
+}
+
+var entries = []Entry{
+	{CredentialMissing, codes.Unauthenticated, "no verified client certificate",
+		"The call arrived without a verified client certificate. The data API only accepts mTLS; present the certificate issued to your body."},
+	{CredentialInvalid, codes.Unauthenticated, "client certificate carries no consumer identity",
+		"The certificate verified but does not carry exactly one `urn:relais:consumer:<SIRET>` URI SAN (for example an operator certificate used on the data API)."},
+	{ConsumerUnknown, codes.Unauthenticated, "consumer is not registered",
+		"The certificate names a SIRET that is not a registered consumer. Ask the operator to onboard your body."},
+	{ConsumerSuspended, codes.PermissionDenied, "consumer is suspended",
+		"The operator has suspended your body: every call is refused until it is resumed."},
+	{NoGrant, codes.PermissionDenied, "no grant for this service",
+		"Your body holds no grant (habilitation) for the service called."},
+	{PurposeNotGranted, codes.PermissionDenied, "purpose is not granted for this service",
+		"The `access_context.purpose` is not one of the purposes of your grants for this service."},
+	{GrantExpired, codes.PermissionDenied, "grant has expired",
+		"The grant that covers this service and purpose ended; ask the operator to extend it."},
+	{GrantNotYetValid, codes.PermissionDenied, "grant is not yet valid",
+		"The grant that covers this service and purpose starts later."},
+	{ScopeNotGranted, codes.PermissionDenied, "none of the requested fields is granted",
+		"The field mask asks only for fields outside your grant. Fields outside the grant are otherwise silently left out (see the minimisation rule), so this error only says the intersection is empty; it is decided before any source is called and says nothing about the subject."},
+	{InvalidRequest, codes.InvalidArgument, "request is invalid",
+		"The request breaks a validation rule of the API; the BadRequest detail lists every field violation."},
+	{InvalidRecipient, codes.InvalidArgument, "recipient is not a valid siret",
+		"`access_context.recipient` must be a SIRET: 14 digits with a valid Luhn checksum (La Poste's digit-sum rule for SIREN 356000000). The BadRequest detail names the field."},
+	{InvalidSubject, codes.InvalidArgument, "subject identity is invalid",
+		"The subject identity breaks a validation rule (names, sex, birth date, COG codes); the BadRequest detail lists the fields."},
+	{InvalidFieldMask, codes.InvalidArgument, "field mask names an unknown field",
+		"A `field_mask` path is not a personal-data field of the response message."},
+	{RateLimited, codes.ResourceExhausted, "rate limit exceeded",
+		"Your body exceeded the rate of its grant for this service. RetryInfo says when to retry."},
+	{SubjectNotFound, codes.NotFound, "subject not found",
+		"The source knows no person with this identity."},
+	{SubjectNotIdentifiable, codes.FailedPrecondition, "subject cannot be identified with certainty",
+		"The identity matches several people, or is too incomplete for the source to decide. Add the birth place or use a domain identifier."},
+	{SourceUnavailable, codes.Unavailable, "source is unavailable",
+		"The source administration's system is down, in maintenance or refused the call. RetryInfo says when to retry when the source said so."},
+	{SourceTimeout, codes.DeadlineExceeded, "source did not answer in time",
+		"The source did not answer before the deadline (the caller's or the source's configured timeout, whichever is shorter)."},
+	{SourceInvalidResponse, codes.Internal, "source answered an invalid response",
+		"The source answered something that does not fit the typed response; nothing is returned. The operator is alerted through the logs."},
+	{ServiceNotConfigured, codes.Unimplemented, "service has no source configured",
+		"The broker knows this service but the operator configured no source adapter for it."},
+	{AuditUnavailable, codes.Unavailable, "access could not be traced",
+		"The audit record could not be made durable, so no data is returned (fail closed). Retry later."},
+	{Cancelled, codes.Canceled, "call was cancelled by the caller",
+		"The caller cancelled the call or its deadline passed before the broker could answer; the attempt is still traced."},
+	{Internal, codes.Internal, "internal error",
+		"An unexpected error; the request id in the response header `x-request-id` lets the operator find it in the logs."},
+}
+
+var byReason = func() map[Reason]Entry {
+	m := make(map[Reason]Entry, len(entries))
+	for _, e := range entries {
+		m[e.Reason] = e
+	}
+	return m
+}()
+
+// Entries returns the catalogue in documentation order.
+func Entries() []Entry { return append([]Entry(nil), entries...) }
+
+// Lookup returns the entry for reason.
+func Lookup(reason Reason) (Entry, bool) {
+	e, ok := byReason[reason]
+	return e, ok
+}
+
+// Error is a catalogued error on its way to the gRPC edge.
+type Error struct {
+	Reason     Reason
+	Violations []*errdetails.BadRequest_FieldViolation
+	RetryAfter time.Duration
+	// Cause is kept for logs; it is never sent to the caller.
+	Cause error
+}
+
+// New returns an error with the given reason. An unknown reason is a
+// programming error and becomes Internal.
+func New(reason Reason) *Error {
+	if _, ok := byReason[reason]; !ok {
+		return &Error{Reason: Internal, Cause: fmt.Errorf("uncatalogued reason %q", reason)}
+	}
+	return &Error{Reason: reason}
+}
+
+// Wrap returns an error with the given reason that keeps cause for logs.
+func Wrap(reason Reason, cause error) *Error {
+	e := New(reason)
+	if e.Cause == nil {
+		e.Cause = cause
+	}
+	return e
+}
+
+// WithRetryAfter sets the RetryInfo delay.
+func (e *Error) WithRetryAfter(d time.Duration) *Error {
+	e.RetryAfter = d
+	return e
+}
+
+// WithViolations sets the BadRequest field violations.
+func (e *Error) WithViolations(v []*errdetails.BadRequest_FieldViolation) *Error {
+	e.Violations = v
+	return e
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	entry := byReason[e.Reason]
+	if e.Cause != nil {
+		return string(e.Reason) + ": " + entry.Message + ": " + e.Cause.Error()
+	}
+	return string(e.Reason) + ": " + entry.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Code is the gRPC code of the error.
+func (e *Error) Code() codes.Code { return byReason[e.Reason].Code }
+
+// Status builds the gRPC status the caller receives: the catalogue message,
+// an ErrorInfo and the optional BadRequest and RetryInfo details. The cause
+// is never included.
+func (e *Error) Status() *status.Status {
+	entry := byReason[e.Reason]
+	st := status.New(entry.Code, entry.Message)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(e.Reason), Domain: Domain}}
+	if len(e.Violations) > 0 {
+		details = append(details, &errdetails.BadRequest{FieldViolations: e.Violations})
+	}
+	if e.RetryAfter > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)})
+	}
+	withDetails, err := st.WithDetails(details...)
+	if err != nil {
+		return st
+	}
+	return withDetails
+}
+
+// GRPCStatus lets status.FromError recognise catalogued errors.
+func (e *Error) GRPCStatus() *status.Status { return e.Status() }
+
+// From returns the catalogued error inside err, or Internal wrapping err.
+func From(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return Wrap(Internal, err)
+}
+
+// Markdown renders the catalogue as the docs/errors.md page.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("# Error catalogue\n\n")
+	b.WriteString("<!-- Generated from broker/errcat by `go test ./broker/errcat -update`. Do not edit. -->\n\n")
+	b.WriteString("Every error Relais returns is a gRPC status whose details hold a\n")
+	b.WriteString("`google.rpc.ErrorInfo` with domain `" + Domain + "` and one of the reasons below.\n")
+	b.WriteString("Invalid input also carries a `google.rpc.BadRequest` listing each field\n")
+	b.WriteString("violation; rate limits and unavailable sources carry a `google.rpc.RetryInfo`\n")
+	b.WriteString("when a retry time is known. Messages are fixed per reason and never hold\n")
+	b.WriteString("personal data.\n\n")
+	b.WriteString("| reason | gRPC code | message | when and what to do |\n|---|---|---|---|\n")
+	for _, e := range entries {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", e.Reason, codeName(e.Code), e.Message, e.Doc)
+	}
+	return b.String()
+}
+
+func codeName(c codes.Code) string {
+	s := c.String()
+	// codes.Code.String gives "Unauthenticated"; the gRPC docs use UNAUTHENTICATED.
+	var out []rune
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			out = append(out, '_')
+		}
+		out = append(out, r)
+	}
+	return strings.ToUpper(string(out))
+}
