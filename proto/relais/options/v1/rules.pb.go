@@ -65,7 +65,8 @@ var (
 	//
 	// optional bool birth_date = 51003;
 	E_BirthDate = &file_relais_options_v1_rules_proto_extTypes[1]
-	// calendar_date requires a calendar date written YYYY-MM-DD.
+	// calendar_date requires a calendar date written YYYY-MM-DD, or nothing
+	// (an optional date such as the end of an open registration).
 	//
 	// optional bool calendar_date = 51004;
 	E_CalendarDate = &file_relais_options_v1_rules_proto_extTypes[2]
@@ -82,10 +83,10 @@ const file_relais_options_v1_rules_proto_rawDesc = "" +
 	"\n" +
 	"birth_date\x12\x19.buf.validate.StringRules\x18\xbb\x8e\x03 \x01(\bB\x8d\x05\xc2H\x89\x05\n" +
 	"\x86\x05\n" +
-	"\x11string.birth_date\x1a\xf0\x04!rule ? '' : !this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? 'must be a date written YYYY-MM-DD' : int(this.substring(5, 7)) < 1 || int(this.substring(5, 7)) > 12 ? 'must be a calendar date' : int(this.substring(8, 10)) < 1 || int(this.substring(8, 10)) > [31, int(this.substring(0, 4)) % 4 == 0 && (int(this.substring(0, 4)) % 100 != 0 || int(this.substring(0, 4)) % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][int(this.substring(5, 7)) - 1] ? 'must be a calendar date' : int(this.substring(0, 4)) < 1900 ? 'must not be before 1900' : timestamp(this + 'T00:00:00Z') > now ? 'must not be in the future' : ''R\tbirthDate:\xcf\x04\n" +
-	"\rcalendar_date\x12\x19.buf.validate.StringRules\x18\xbc\x8e\x03 \x01(\bB\x8c\x04\xc2H\x88\x04\n" +
-	"\x85\x04\n" +
-	"\x14string.calendar_date\x1a\xec\x03!rule ? '' : !this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? 'must be a date written YYYY-MM-DD' : int(this.substring(5, 7)) < 1 || int(this.substring(5, 7)) > 12 ? 'must be a calendar date' : int(this.substring(8, 10)) < 1 || int(this.substring(8, 10)) > [31, int(this.substring(0, 4)) % 4 == 0 && (int(this.substring(0, 4)) % 100 != 0 || int(this.substring(0, 4)) % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][int(this.substring(5, 7)) - 1] ? 'must be a calendar date' : ''R\fcalendarDateBCZAgithub.com/relais-broker/relais/proto/relais/options/v1;optionsv1"
+	"\x11string.birth_date\x1a\xf0\x04!rule ? '' : !this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? 'must be a date written YYYY-MM-DD' : int(this.substring(5, 7)) < 1 || int(this.substring(5, 7)) > 12 ? 'must be a calendar date' : int(this.substring(8, 10)) < 1 || int(this.substring(8, 10)) > [31, int(this.substring(0, 4)) % 4 == 0 && (int(this.substring(0, 4)) % 100 != 0 || int(this.substring(0, 4)) % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][int(this.substring(5, 7)) - 1] ? 'must be a calendar date' : int(this.substring(0, 4)) < 1900 ? 'must not be before 1900' : timestamp(this + 'T00:00:00Z') > now ? 'must not be in the future' : ''R\tbirthDate:\xdd\x04\n" +
+	"\rcalendar_date\x12\x19.buf.validate.StringRules\x18\xbc\x8e\x03 \x01(\bB\x9a\x04\xc2H\x96\x04\n" +
+	"\x93\x04\n" +
+	"\x14string.calendar_date\x1a\xfa\x03!rule || this == '' ? '' : !this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? 'must be a date written YYYY-MM-DD' : int(this.substring(5, 7)) < 1 || int(this.substring(5, 7)) > 12 ? 'must be a calendar date' : int(this.substring(8, 10)) < 1 || int(this.substring(8, 10)) > [31, int(this.substring(0, 4)) % 4 == 0 && (int(this.substring(0, 4)) % 100 != 0 || int(this.substring(0, 4)) % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][int(this.substring(5, 7)) - 1] ? 'must be a calendar date' : ''R\fcalendarDateBCZAgithub.com/relais-broker/relais/proto/relais/options/v1;optionsv1"
 
 var file_relais_options_v1_rules_proto_goTypes = []any{
 	(*validate.StringRules)(nil), // 0: buf.validate.StringRules
