@@ -373,7 +373,7 @@ func TestPolicy(t *testing.T) {
 		if cfg.MinVersion != tls.VersionTLS12 || cfg.MaxVersion != 0 {
 			t.Errorf("%s: versions %x..%x", name, cfg.MinVersion, cfg.MaxVersion)
 		}
-		if !slices.Equal(cfg.CurvePreferences, []tls.CurveID{tls.X25519, tls.CurveP256}) {
+		if !slices.Equal(cfg.CurvePreferences, []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256}) {
 			t.Errorf("%s: curves %v", name, cfg.CurvePreferences)
 		}
 		for _, id := range cfg.CipherSuites {
