@@ -1,8 +1,6 @@
 package catalog_test
 
 import (
-	"flag"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,26 +10,12 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/internal/golden"
 	familyquotientv1 "github.com/relais-broker/relais/proto/relais/familyquotient/v1"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/scopes.md")
-
 func TestDocsInStep(t *testing.T) {
-	const path = "../../docs/scopes.md"
-	want := catalog.Default().Markdown()
-	if *update {
-		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v (run go test ./broker/catalog -update)", path, err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is stale: run go test ./broker/catalog -update", path)
-	}
+	golden.Check(t, "../../docs/scopes.md", catalog.Default().Markdown())
 }
 
 func TestDefaultHasFiveServices(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 func (c *Catalog) Markdown() string {
 	var b strings.Builder
 	b.WriteString("# Scope catalogue\n\n")
-	b.WriteString("<!-- Generated from the proto scope options by `go test ./broker/catalog -update`. Do not edit. -->\n\n")
+	b.WriteString("<!-- Generated from the proto scope options by `make generate`. Do not edit. -->\n\n")
 	b.WriteString("A scope is the unit an operator grants. Each personal-data field of a\n")
 	b.WriteString("response carries one scope (`(relais.options.v1.scope)` in the proto);\n")
 	b.WriteString("a consumer receives a field only when one of its grants for the service\n")

@@ -217,7 +217,7 @@ func From(err error) *Error {
 func Markdown() string {
 	var b strings.Builder
 	b.WriteString("# Error catalogue\n\n")
-	b.WriteString("<!-- Generated from broker/errcat by `go test ./broker/errcat -update`. Do not edit. -->\n\n")
+	b.WriteString("<!-- Generated from broker/errcat by `make generate`. Do not edit. -->\n\n")
 	b.WriteString("Every error Relais returns is a gRPC status whose details hold a\n")
 	b.WriteString("`google.rpc.ErrorInfo` with domain `" + Domain + "` and one of the reasons below.\n")
 	b.WriteString("Invalid input also carries a `google.rpc.BadRequest` listing each field\n")

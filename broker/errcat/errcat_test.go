@@ -2,8 +2,6 @@ package errcat_test
 
 import (
 	"errors"
-	"flag"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,25 +11,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/relais-broker/relais/broker/errcat"
+	"github.com/relais-broker/relais/internal/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/errors.md")
-
 func TestDocsInStep(t *testing.T) {
-	const path = "../../docs/errors.md"
-	want := errcat.Markdown()
-	if *update {
-		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v (run go test ./broker/errcat -update)", path, err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is stale: run go test ./broker/errcat -update", path)
-	}
+	golden.Check(t, "../../docs/errors.md", errcat.Markdown())
 }
 
 func TestEntriesWellFormed(t *testing.T) {
