@@ -18,7 +18,7 @@ lint:
 ## generate: regenerate the Go code and docs derived from the proto
 generate:
 	buf generate
-	go test ./broker/catalog ./broker/errcat -run TestDocsInStep -args -update >/dev/null
+	go test ./broker/catalog ./broker/errcat ./adapters/sandbox -run TestDocsInStep -args -update >/dev/null
 
 ## check-generated: fail when regeneration would change any committed file
 check-generated:

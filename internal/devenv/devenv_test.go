@@ -1,0 +1,328 @@
+package devenv_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/relais-broker/relais/broker"
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/internal/devenv"
+	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
+)
+
+// devBroker is the dev environment served over real mTLS on loopback:
+// the embedded dev CA, the demo registry and the sandbox sources.
+type devBroker struct {
+	env  *devenv.Env
+	addr string
+	cat  *catalog.Catalog
+}
+
+func startDev(t *testing.T, sourceTimeout time.Duration) *devBroker {
+	t.Helper()
+	ctx := context.Background()
+	cat := catalog.Default()
+	env, err := devenv.Prepare(ctx, t.TempDir(), nil, cat, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for svc, src := range env.Sources {
+		src.Timeout = sourceTimeout
+		env.Sources[svc] = src
+	}
+	b, err := broker.New(broker.Config{Catalog: cat, Sources: env.Sources, Registry: env.Registry, Audit: &audit.Memory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(env.ServerCert, env.Trust))))
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return &devBroker{env: env, addr: lis.Addr().String(), cat: cat}
+}
+
+// dial connects with the demo consumer's credentials as written on disk,
+// the way a user's client would load them.
+func (d *devBroker) dial(t *testing.T, c devenv.DemoConsumer) *grpc.ClientConn {
+	t.Helper()
+	dir := d.env.ConsumerDir(c)
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(d.env.Dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("no certificate in ca.pem")
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}
+	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// person is a civil identity in the sandbox data set's terms.
+type person struct {
+	name, given string
+	sex         commonv1.Sex
+	date, place string
+	country     string
+}
+
+func (p person) identity() *commonv1.SubjectIdentity {
+	country := p.country
+	if country == "" {
+		country = "99100"
+	}
+	return &commonv1.SubjectIdentity{BirthName: p.name, GivenNames: []string{p.given}, Sex: p.sex, BirthDate: p.date, BirthPlaceCog: p.place, BirthCountryCog: country}
+}
+
+var (
+	female, male = commonv1.Sex_SEX_FEMALE, commonv1.Sex_SEX_MALE
+	zoe          = person{"DUPONT", "Zoé", female, "1984-03-12", "75056", ""}
+	louise       = person{"FAURE", "Louise", female, "1996-02-29", "33063", ""}
+	hugo         = person{"PETIT", "Hugo", male, "2004-01-20", "75056", ""}
+	anna         = person{"Müller", "Anna", female, "1991-09-09", "", "99109"}
+	adam         = person{"FOURNIER", "Adam", male, "2005-11-11", "33063", ""}
+	rui          = person{"D'ALMEIDA", "Rui", male, "1978-03-21", "", "99139"}
+	chloe        = person{"LAMBERT", "Chloé", female, "1983-05-05", "67482", ""}
+	minh         = person{"NGUYEN", "Minh", male, "1990-05-05", "", "99243"}
+	paul         = person{"MERCIER", "Paul", male, "1965-01-01", "75056", ""}
+	emma         = person{"BLANC", "Emma", female, "1972-02-14", "69123", ""}
+	arthur       = person{"CHEVALIER", "Arthur", male, "1980-06-18", "35238", ""}
+	nobody       = person{"INCONNU", "Personne", female, "2000-01-01", "75056", ""}
+)
+
+// call invokes the service's method for p with the consumer's purpose,
+// and an optional field mask.
+func (d *devBroker) call(t *testing.T, conn *grpc.ClientConn, service string, p person, purpose string, mask ...string) (protoreflect.Message, error) {
+	t.Helper()
+	var m *catalog.Method
+	for _, mm := range d.cat.Methods() {
+		if mm.Service == service {
+			m = mm
+		}
+	}
+	if m == nil {
+		t.Fatalf("no service %s", service)
+	}
+	in := m.Input.New()
+	fields := in.Descriptor().Fields()
+	recipient := devenv.FullConsumer.SIRET
+	if purpose == "aide_sociale_facultative" {
+		recipient = devenv.LimitedConsumer.SIRET
+	}
+	in.Set(fields.ByName("access_context"), protoreflect.ValueOfMessage((&commonv1.AccessContext{Recipient: recipient, Purpose: purpose, CaseReference: "TEST-1"}).ProtoReflect()))
+	subject := fields.ByName("subject")
+	if subject == nil {
+		subject = fields.ByName("identity")
+	}
+	in.Set(subject, protoreflect.ValueOfMessage(p.identity().ProtoReflect()))
+	if len(mask) > 0 {
+		in.Set(fields.ByName("field_mask"), protoreflect.ValueOfMessage((&fieldmaskpb.FieldMask{Paths: mask}).ProtoReflect()))
+	}
+	out := m.Output.New()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := conn.Invoke(ctx, m.FullMethod, in.Interface(), out.Interface())
+	return out, err
+}
+
+func reasonOf(err error) (codes.Code, string, *errdetails.RetryInfo) {
+	st := status.Convert(err)
+	var reason string
+	var retry *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		switch x := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = x.GetReason()
+		case *errdetails.RetryInfo:
+			retry = x
+		}
+	}
+	return st.Code(), reason, retry
+}
+
+// setFields lists the populated top-level fields of a response.
+func setFields(m protoreflect.Message) map[string]bool {
+	got := map[string]bool{}
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		got[string(fd.Name())] = true
+		return true
+	})
+	return got
+}
+
+const (
+	fqService  = "relais.familyquotient.v1.FamilyQuotientService"
+	ssService  = "relais.studentstatus.v1.StudentStatusService"
+	schService = "relais.studentscholarship.v1.StudentScholarshipService"
+	jsService  = "relais.jobseeker.v1.JobSeekerStatusService"
+	hcService  = "relais.healthcover.v1.SolidarityHealthCoverService"
+)
+
+// TestEveryServiceEndToEnd runs, for each typed service, the five answers
+// a source can give — found, partial, not found, not identifiable, source
+// error — through the broker and the sandbox over mTLS.
+func TestEveryServiceEndToEnd(t *testing.T) {
+	d := startDev(t, 2*time.Second)
+	conn := d.dial(t, devenv.FullConsumer)
+	type outcome struct {
+		p person
+		// want lists fields that must be set; absent fields that must not.
+		want, absent []string
+		code         codes.Code
+		reason       string
+	}
+	found := func(p person, want ...string) outcome { return outcome{p: p, want: want} }
+	partial := func(p person, want []string, absent ...string) outcome {
+		return outcome{p: p, want: want, absent: absent}
+	}
+	notFound := outcome{p: nobody, code: codes.NotFound, reason: "subject_not_found"}
+	notIdentifiable := outcome{p: minh, code: codes.FailedPrecondition, reason: "subject_not_identifiable"}
+	unavailable := outcome{p: paul, code: codes.Unavailable, reason: "source_unavailable"}
+	cases := map[string]map[string]outcome{
+		fqService: {
+			"found":   found(zoe, "source", "value", "reference_year", "reference_month", "regime", "beneficiaries", "children", "address"),
+			"partial": partial(louise, []string{"value", "beneficiaries"}, "children", "address"),
+		},
+		ssService: {
+			"found":   found(hugo, "source", "identity", "admissions"),
+			"partial": partial(anna, []string{"identity", "admissions"}),
+		},
+		schService: {
+			"found":   found(hugo, "source", "is_scholarship_holder", "status", "echelon", "study_city", "valid_from", "valid_to"),
+			"partial": partial(adam, []string{"is_scholarship_holder"}, "echelon", "study_city", "valid_from"),
+		},
+		jsService: {
+			"found":   found(zoe, "source", "identity", "currently_registered", "registration_start_date", "category_code", "category_label"),
+			"partial": partial(rui, []string{"identity", "currently_registered", "registration_start_date"}, "category_code", "category_label"),
+		},
+		hcService: {
+			"found":   found(zoe, "source", "is_beneficiary", "with_financial_participation", "rights_start_date", "rights_end_date"),
+			"partial": partial(chloe, []string{"is_beneficiary"}, "with_financial_participation", "rights_start_date"),
+		},
+	}
+	for svc, byCase := range cases {
+		byCase["not found"] = notFound
+		byCase["not identifiable"] = notIdentifiable
+		byCase["source unavailable"] = unavailable
+		for name, want := range byCase {
+			t.Run(svc+"/"+name, func(t *testing.T) {
+				resp, err := d.call(t, conn, svc, want.p, "tarification_sociale")
+				code, reason, retry := reasonOf(err)
+				if code != want.code || reason != want.reason {
+					t.Fatalf("got %s/%q, want %s/%q (%v)", code, reason, want.code, want.reason, err)
+				}
+				if want.reason == "source_unavailable" && (retry == nil || retry.GetRetryDelay().AsDuration() <= 0) {
+					t.Fatalf("source_unavailable without a retry delay: %v", err)
+				}
+				if err != nil {
+					return
+				}
+				got := setFields(resp)
+				for _, f := range want.want {
+					if !got[f] {
+						t.Errorf("field %s missing from %v", f, got)
+					}
+				}
+				for _, f := range want.absent {
+					if got[f] {
+						t.Errorf("field %s set, the source holds none", f)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestSourceTimeoutAndInvalidResponse(t *testing.T) {
+	d := startDev(t, 300*time.Millisecond)
+	conn := d.dial(t, devenv.FullConsumer)
+	_, err := d.call(t, conn, fqService, emma, "tarification_sociale")
+	if code, reason, _ := reasonOf(err); code != codes.DeadlineExceeded || reason != "source_timeout" {
+		t.Fatalf("timeout citizen: %s/%q (%v)", code, reason, err)
+	}
+	_, err = d.call(t, conn, fqService, arthur, "tarification_sociale")
+	if code, reason, _ := reasonOf(err); code != codes.Internal || reason != "source_invalid_response" {
+		t.Fatalf("invalid-response citizen: %s/%q (%v)", code, reason, err)
+	}
+}
+
+// TestMinimisationPerGrant checks two different grants and a field mask:
+// the limited consumer gets only its granted scopes, whatever it asks.
+func TestMinimisationPerGrant(t *testing.T) {
+	d := startDev(t, 2*time.Second)
+	full := d.dial(t, devenv.FullConsumer)
+	limited := d.dial(t, devenv.LimitedConsumer)
+	for _, tc := range []struct {
+		name    string
+		conn    *grpc.ClientConn
+		svc     string
+		p       person
+		purpose string
+		mask    []string
+		want    []string
+	}{
+		{"full grant, family quotient", full, fqService, zoe, "tarification_sociale", nil,
+			[]string{"source", "value", "reference_year", "reference_month", "regime", "beneficiaries", "children", "address"}},
+		{"full grant narrowed by a mask", full, fqService, zoe, "tarification_sociale", []string{"children"}, []string{"source", "children"}},
+		{"limited grant, family quotient", limited, fqService, zoe, "aide_sociale_facultative", nil,
+			[]string{"source", "value", "reference_year", "reference_month", "regime"}},
+		{"limited grant asking for children gets none", limited, fqService, zoe, "aide_sociale_facultative", []string{"children", "value"},
+			[]string{"source", "value", "reference_year", "reference_month", "regime"}},
+		{"limited grant, health cover", limited, hcService, zoe, "aide_sociale_facultative", nil, []string{"source", "is_beneficiary"}},
+		{"limited grant, job seeker", limited, jsService, zoe, "aide_sociale_facultative", nil,
+			[]string{"source", "currently_registered", "registration_start_date"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := d.call(t, tc.conn, tc.svc, tc.p, tc.purpose, tc.mask...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := setFields(resp)
+			want := map[string]bool{}
+			for _, f := range tc.want {
+				want[f] = true
+			}
+			if len(got) != len(want) {
+				t.Fatalf("fields %v, want exactly %v", got, tc.want)
+			}
+			for f := range want {
+				if !got[f] {
+					t.Fatalf("fields %v, want exactly %v", got, tc.want)
+				}
+			}
+		})
+	}
+	_, err := d.call(t, limited, ssService, hugo, "aide_sociale_facultative")
+	if code, reason, _ := reasonOf(err); code != codes.PermissionDenied || reason != "no_grant" {
+		t.Fatalf("limited consumer on an ungranted service: %s/%q", code, reason)
+	}
+}
+

@@ -1,0 +1,81 @@
+package devenv
+
+import (
+	"time"
+
+	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/registry"
+	"github.com/relais-broker/relais/broker/scope"
+)
+
+// DemoConsumer is a fictitious consuming body dev mode creates.
+type DemoConsumer struct {
+	// Dir is the directory name under DIR/dev/consumers.
+	Dir   string
+	SIRET string
+	Name  string
+}
+
+// The two demo consumers: one granted everything, one granted a subset so
+// that minimisation shows at the first call.
+var (
+	FullConsumer    = DemoConsumer{Dir: "mairie-exemple", SIRET: "21990000100005", Name: "Mairie d'Exemple-sur-Loire (démo)"}
+	LimitedConsumer = DemoConsumer{Dir: "ccas-limite", SIRET: "21990000200003", Name: "CCAS de Démoville (démo)"}
+)
+
+// DemoConsumers lists the demo consumers.
+func DemoConsumers() []DemoConsumer { return []DemoConsumer{FullConsumer, LimitedConsumer} }
+
+// Demo purposes, with the legal basis an operator would record.
+var (
+	purposeSocialPricing = registry.Purpose{
+		Code:       "tarification_sociale",
+		Label:      "Tarification sociale des services municipaux (cantine, accueil de loisirs)",
+		LegalBasis: "CRPA art. L114-8 et R114-9-3 ; délibération du conseil municipal fixant les tarifs",
+	}
+	purposeSocialAid = registry.Purpose{
+		Code:       "aide_sociale_facultative",
+		Label:      "Instruction d'une aide sociale facultative du CCAS",
+		LegalBasis: "CASF art. L123-5 ; CRPA art. L114-8",
+	}
+	purposeStudentAid = registry.Purpose{
+		Code:       "aide_etudiante",
+		Label:      "Aide municipale aux étudiants (transport, logement)",
+		LegalBasis: "CRPA art. L114-8 et R114-9-3",
+	}
+)
+
+// demoQuota is API particulier's default: 20 calls per second.
+var demoQuota = registry.Quota{RatePerSecond: 20, Burst: 40}
+
+// DemoRegistry returns the placeholder registry holding the demo
+// consumers and their grants, valid for a year from now.
+func DemoRegistry(cat *catalog.Catalog, now time.Time) *registry.Memory {
+	from, to := now.Add(-time.Hour), now.AddDate(1, 0, 0)
+	var grants []registry.Grant
+	for _, svc := range cat.Services() {
+		all, _ := cat.ServiceScopes(svc)
+		grants = append(grants, registry.Grant{
+			ID: "demo-full-" + svc, Consumer: FullConsumer.SIRET, Service: svc, Scopes: all,
+			Purposes:  []registry.Purpose{purposeSocialPricing, purposeSocialAid, purposeStudentAid},
+			NotBefore: from, NotAfter: to, Quota: demoQuota,
+		})
+	}
+	limited := map[string][]string{
+		"relais.familyquotient.v1.FamilyQuotientService":     {"family_quotient.value"},
+		"relais.healthcover.v1.SolidarityHealthCoverService": {"solidarity_health_cover.status"},
+		"relais.jobseeker.v1.JobSeekerStatusService":         {"job_seeker.registration"},
+	}
+	for svc, scopes := range limited {
+		grants = append(grants, registry.Grant{
+			ID: "demo-limited-" + svc, Consumer: LimitedConsumer.SIRET, Service: svc, Scopes: scope.Of(scopes...),
+			Purposes:  []registry.Purpose{purposeSocialAid},
+			NotBefore: from, NotAfter: to, Quota: demoQuota,
+		})
+	}
+	consumers := []registry.Consumer{
+		{SIRET: FullConsumer.SIRET, Name: FullConsumer.Name, Status: registry.StatusActive},
+		{SIRET: LimitedConsumer.SIRET, Name: LimitedConsumer.Name, Status: registry.StatusActive},
+	}
+	return registry.NewMemory(consumers, grants)
+}
