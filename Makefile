@@ -14,6 +14,7 @@ tools:
 
 lint:
 	buf lint
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$bad" ] || { echo "not gofmt-ed: $$bad"; exit 1; }
 
 ## generate: regenerate the Go code and docs derived from the proto
 generate:

@@ -369,8 +369,8 @@ func TestHealth(t *testing.T) {
 	h := newHarness(t, registry.Quota{})
 	hc := healthpb.NewHealthClient(h.conn(t, identity.KindConsumer, sirenFull))
 	for svc, want := range map[string]healthpb.HealthCheckResponse_ServingStatus{
-		"":                                          healthpb.HealthCheckResponse_SERVING,
-		fqService:                                   healthpb.HealthCheckResponse_SERVING,
+		"":        healthpb.HealthCheckResponse_SERVING,
+		fqService: healthpb.HealthCheckResponse_SERVING,
 		"relais.studentstatus.v1.StudentStatusService": healthpb.HealthCheckResponse_NOT_SERVING,
 	} {
 		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})

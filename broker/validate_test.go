@@ -83,8 +83,12 @@ func TestValidationRules(t *testing.T) {
 			func(r *familyquotientv1.GetFamilyQuotientRequest) { r.AccessContext.Recipient = "35600000049837" }, // La Poste digit-sum rule
 			func(r *familyquotientv1.GetFamilyQuotientRequest) { r.Subject.BirthDate = "2000-02-29" },
 			func(r *familyquotientv1.GetFamilyQuotientRequest) { r.Subject.BirthPlaceCog = "2A004" },
-			func(r *familyquotientv1.GetFamilyQuotientRequest) { r.Subject.BirthPlaceCog, r.Subject.BirthCountryCog = "", "99350" },
-			func(r *familyquotientv1.GetFamilyQuotientRequest) { r.Subject.BirthName, r.Subject.GivenNames = "N'DIAYE-LÉON", []string{"Anne Sophie", "Zoé"} },
+			func(r *familyquotientv1.GetFamilyQuotientRequest) {
+				r.Subject.BirthPlaceCog, r.Subject.BirthCountryCog = "", "99350"
+			},
+			func(r *familyquotientv1.GetFamilyQuotientRequest) {
+				r.Subject.BirthName, r.Subject.GivenNames = "N'DIAYE-LÉON", []string{"Anne Sophie", "Zoé"}
+			},
 			func(r *familyquotientv1.GetFamilyQuotientRequest) { r.AccessContext.Agent = "agent-4f2a" },
 		} {
 			req := validFQ()

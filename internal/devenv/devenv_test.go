@@ -325,4 +325,3 @@ func TestMinimisationPerGrant(t *testing.T) {
 		t.Fatalf("limited consumer on an ungranted service: %s/%q", code, reason)
 	}
 }
-
