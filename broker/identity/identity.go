@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/url"
 	"regexp"
 	"strings"
@@ -79,4 +80,15 @@ func FromCertificate(cert *x509.Certificate) (Identity, error) {
 // separators, the form the registry and audit log use.
 func SerialHex(cert *x509.Certificate) string {
 	return fmt.Sprintf("%x", cert.SerialNumber)
+}
+
+// NormaliseSerial turns a serial written in hex, with or without colons
+// (Vault writes "1a:2b:…"), into the SerialHex form. It returns "" when s
+// is not a hexadecimal serial.
+func NormaliseSerial(s string) string {
+	n, ok := new(big.Int).SetString(strings.ReplaceAll(s, ":", ""), 16)
+	if !ok || n.Sign() < 0 {
+		return ""
+	}
+	return fmt.Sprintf("%x", n)
 }
