@@ -16,6 +16,7 @@ import (
 	"buf.build/go/protovalidate"
 
 	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/authn"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
@@ -51,6 +52,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+	// Revocations lists revoked client certificates, checked on every
+	// call so that connections opened before a revocation are refused
+	// too. Nil revokes nothing.
+	Revocations authn.RevocationChecker
 }
 
 // Broker serves the typed source services.
@@ -63,6 +68,7 @@ type Broker struct {
 	now       func() time.Time
 	validator protovalidate.Validator
 	limiter   *ratelimit.Limiter
+	revoked   authn.RevocationChecker
 }
 
 // New checks cfg and returns a Broker.
@@ -81,6 +87,7 @@ func New(cfg Config) (*Broker, error) {
 		log:      cfg.Logger,
 		now:      cfg.Clock,
 		limiter:  ratelimit.New(),
+		revoked:  cfg.Revocations,
 	}
 	if b.catalog == nil {
 		b.catalog = catalog.Default()

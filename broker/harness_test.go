@@ -102,6 +102,7 @@ type harness struct {
 	roots    *x509.CertPool
 	clock    *fakeClock
 	dir      string
+	revoked  *certs.Revocations
 }
 
 type fakeClock struct {
@@ -126,7 +127,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // services are left without source).
 func newHarness(t *testing.T, quota registry.Quota) *harness {
 	t.Helper()
-	h := &harness{adapter: &fakeAdapter{}, audit: &audit.Memory{}, clock: &fakeClock{now: testNow}, dir: t.TempDir()}
+	h := &harness{adapter: &fakeAdapter{}, audit: &audit.Memory{}, clock: &fakeClock{now: testNow}, dir: t.TempDir(), revoked: certs.NewRevocations()}
 	ca, err := certs.OpenDevCA(h.dir, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -172,16 +173,17 @@ func newHarness(t *testing.T, quota registry.Quota) *harness {
 			window(registry.Grant{Consumer: sirenSuspended, Service: fqService, Scopes: fqScopes}),
 		})
 	b, err := broker.New(broker.Config{
-		Catalog:  cat,
-		Sources:  map[string]broker.Source{fqService: {ID: "fake", Adapter: h.adapter, Timeout: 300 * time.Millisecond}, c2sService: {ID: "fake", Adapter: h.adapter}},
-		Registry: h.registry,
-		Audit:    h.audit,
-		Clock:    h.clock.Now,
+		Catalog:     cat,
+		Sources:     map[string]broker.Source{fqService: {ID: "fake", Adapter: h.adapter, Timeout: 300 * time.Millisecond}, c2sService: {ID: "fake", Adapter: h.adapter}},
+		Registry:    h.registry,
+		Audit:       h.audit,
+		Clock:       h.clock.Now,
+		Revocations: h.revoked,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(serverCert, trust))))
+	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(serverCert, trust, certs.RejectRevoked(h.revoked)))))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -195,10 +197,23 @@ func newHarness(t *testing.T, quota registry.Quota) *harness {
 // conn dials the broker as the holder of a certificate for kind/id.
 func (h *harness) conn(t *testing.T, kind identity.Kind, id string) *grpc.ClientConn {
 	t.Helper()
+	cc, _ := h.connCred(t, kind, id)
+	return cc
+}
+
+// connCred is conn that also returns the credential it dialled with.
+func (h *harness) connCred(t *testing.T, kind identity.Kind, id string) (*grpc.ClientConn, *certs.Credential) {
+	t.Helper()
 	cred, err := h.ca.IssueClient(context.Background(), certs.ClientRequest{Kind: kind, ID: id, CommonName: "test " + id, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h.dialCred(t, cred), cred
+}
+
+// dialCred opens a new connection presenting cred.
+func (h *harness) dialCred(t *testing.T, cred *certs.Credential) *grpc.ClientConn {
+	t.Helper()
 	src := certs.NewCertSource()
 	if err := src.Set(cred.CertPEM, cred.KeyPEM); err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,13 +13,12 @@ import (
 	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/authn"
 	"github.com/relais-broker/relais/broker/authz"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/errcat"
@@ -66,9 +63,7 @@ func (b *Broker) edge(ctx context.Context, c *call, req any, next handler) (resp
 }
 
 func (b *Broker) requestID(ctx context.Context, c *call, req any, next handler) (any, error) {
-	var raw [16]byte
-	_, _ = rand.Read(raw[:])
-	c.requestID = hex.EncodeToString(raw[:])
+	c.requestID = audit.NewRequestID()
 	c.start = b.now()
 	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, c.requestID))
 	return next(ctx, c, req)
@@ -147,20 +142,14 @@ func (b *Broker) logCall(r audit.Record, err error) {
 	b.log.LogAttrs(context.Background(), level, "call", attrs...)
 }
 
-// authn derives the caller from the verified client certificate only.
+// authn derives the caller from the verified client certificate only, and
+// refuses a revoked or expired one on every call.
 func (b *Broker) authn(ctx context.Context, c *call, req any, next handler) (any, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return nil, errcat.New(errcat.CredentialMissing)
+	cred, cerr := authn.Peer(ctx, identity.KindConsumer, b.revoked, b.now())
+	if cerr != nil {
+		return nil, cerr
 	}
-	tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(tlsInfo.State.VerifiedChains) == 0 || len(tlsInfo.State.VerifiedChains[0]) == 0 {
-		return nil, errcat.New(errcat.CredentialMissing)
-	}
-	id, err := identity.FromCertificate(tlsInfo.State.VerifiedChains[0][0])
-	if err != nil || id.Kind != identity.KindConsumer {
-		return nil, errcat.Wrap(errcat.CredentialInvalid, err)
-	}
+	id := cred.Identity
 	c.caller = id
 	consumer, err := b.registry.Consumer(ctx, id.ID)
 	switch {

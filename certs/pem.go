@@ -24,7 +24,8 @@ const (
 )
 
 // WriteCredential writes c into dir (created 0700 when missing) as
-// cert.pem, key.pem (0600, only when c.KeyPEM is set) and ca.pem holding
+// cert.pem (the leaf followed by c.ChainPEM, so that a TLS client presents
+// the issuing intermediate and peers only need the root), key.pem (0600, only when c.KeyPEM is set) and ca.pem holding
 // chain, or c.ChainPEM when chain is empty. Each file is replaced atomically;
 // the key is written before the certificate, so a reader that sees a key and
 // certificate that do not match should retry.
@@ -49,7 +50,7 @@ func WriteCredential(dir string, c *Credential, chain []byte) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CertFile), c.CertPEM, 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, CertFile), c.FullChainPEM(), 0o644); err != nil {
 		return err
 	}
 	if len(chain) != 0 {
@@ -58,6 +59,17 @@ func WriteCredential(dir string, c *Credential, chain []byte) error {
 		}
 	}
 	return nil
+}
+
+// FullChainPEM is the leaf followed by its issuing chain, what a TLS
+// endpoint presents.
+func (c *Credential) FullChainPEM() []byte {
+	out := make([]byte, 0, len(c.CertPEM)+len(c.ChainPEM)+1)
+	out = append(out, c.CertPEM...)
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return append(out, c.ChainPEM...)
 }
 
 // writeFileAtomic replaces path with data: a synced temporary file in the

@@ -76,7 +76,7 @@ func TestWriteCredential(t *testing.T) {
 			if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
 				t.Errorf("dir mode %v, %v; want 0700", info.Mode().Perm(), err)
 			}
-			assertFile(t, filepath.Join(dir, CertFile), tt.cred.CertPEM)
+			assertFile(t, filepath.Join(dir, CertFile), tt.cred.FullChainPEM())
 			assertFile(t, filepath.Join(dir, CAFile), tt.wantCA)
 			if tt.wantKey {
 				assertFile(t, filepath.Join(dir, KeyFile), tt.cred.KeyPEM)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/relais-broker/relais/broker/identity"
 )
 
 // cipherSuites are the TLS 1.2 suites allowed: ECDHE for forward secrecy and
@@ -36,8 +38,13 @@ func policy() *tls.Config {
 // ServerConfig returns the data API's mTLS configuration: every client must
 // present a certificate that chains to trust, read afresh at each handshake,
 // and the server presents src's current certificate. Until trust holds a
-// bundle every handshake fails.
-func ServerConfig(src *CertSource, trust *TrustPool) *tls.Config {
+// bundle every handshake fails. With RejectRevoked, a client certificate
+// whose serial is revoked fails the handshake too.
+func ServerConfig(src *CertSource, trust *TrustPool, opts ...ServerOption) *tls.Config {
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	base := policy()
 	base.ClientAuth = tls.RequireAndVerifyClientCert
 	base.GetCertificate = src.GetCertificate
@@ -48,6 +55,9 @@ func ServerConfig(src *CertSource, trust *TrustPool) *tls.Config {
 	// against the current bundle keeps a retired CA from riding on an old
 	// ticket whatever the toolchain.
 	base.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) > 0 && o.revoked.IsRevoked(identity.SerialHex(cs.PeerCertificates[0])) {
+			return errors.New("certs: client certificate is revoked")
+		}
 		if !cs.DidResume {
 			return nil
 		}
@@ -64,6 +74,18 @@ func ServerConfig(src *CertSource, trust *TrustPool) *tls.Config {
 		return c, nil
 	}
 	return cfg
+}
+
+// ServerOption adjusts ServerConfig.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	revoked *Revocations
+}
+
+// RejectRevoked makes the handshake fail for client certificates in r.
+func RejectRevoked(r *Revocations) ServerOption {
+	return func(o *serverOptions) { o.revoked = r }
 }
 
 // ClientConfig returns the configuration of a client of the broker: it

@@ -30,6 +30,10 @@ type Reason string
 const (
 	CredentialMissing      Reason = "credential_missing"
 	CredentialInvalid      Reason = "credential_invalid"
+	CredentialRevoked      Reason = "credential_revoked"
+	CredentialExpired      Reason = "credential_expired"
+	InvalidCSR             Reason = "invalid_csr"
+	IssuerUnavailable      Reason = "issuer_unavailable"
 	ConsumerUnknown        Reason = "consumer_unknown"
 	ConsumerSuspended      Reason = "consumer_suspended"
 	NoGrant                Reason = "no_grant"
@@ -66,6 +70,14 @@ var entries = []Entry{
 		"The call arrived without a verified client certificate. The data API only accepts mTLS; present the certificate issued to your body."},
 	{CredentialInvalid, codes.Unauthenticated, "client certificate carries no consumer identity",
 		"The certificate verified but does not carry exactly one `urn:relais:consumer:<SIRET>` URI SAN (for example an operator certificate used on the data API)."},
+	{CredentialRevoked, codes.Unauthenticated, "client certificate is revoked",
+		"The certificate was revoked by the operator (or directly in the issuing CA). Calls on connections opened before the revocation are refused too. Ask the operator for a new credential."},
+	{CredentialExpired, codes.Unauthenticated, "client certificate has expired",
+		"The certificate's validity ended while the connection was open. Renew before expiry (`CredentialService.Renew`, or the `client` package that does it for you) and reconnect."},
+	{InvalidCSR, codes.InvalidArgument, "certificate signing request is refused",
+		"The CSR of a renewal is malformed, its signature does not verify, it names another identity than the caller's certificate, or its key is weak (RSA under 2048 bits, or an unsupported curve)."},
+	{IssuerUnavailable, codes.Unavailable, "certificate issuer is unavailable",
+		"The broker could not reach its certificate authority (Vault) to renew the credential. Existing valid certificates keep working; retry later."},
 	{ConsumerUnknown, codes.Unauthenticated, "consumer is not registered",
 		"The certificate names a SIRET that is not a registered consumer. Ask the operator to onboard your body."},
 	{ConsumerSuspended, codes.PermissionDenied, "consumer is suspended",
