@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/relais-broker/relais/broker/identity"
@@ -42,13 +43,15 @@ const (
 // DevCA is an embedded ECDSA P-256 development CA kept in a directory. It is
 // for `relaisd dev` and tests, never production. Safe for concurrent use.
 type DevCA struct {
+	dir     string
+	ledger  sync.Mutex // serialises issued.txt and revoked.txt
 	clock   func() time.Time
 	cert    *x509.Certificate
 	certPEM []byte
 	key     *ecdsa.PrivateKey
 }
 
-var _ Issuer = (*DevCA)(nil)
+var _ Authority = (*DevCA)(nil)
 
 // OpenDevCA loads the dev CA from dir, creating dir (0700), ca.pem and
 // ca-key.pem (0600) the first time. It never replaces existing files: a
@@ -67,9 +70,9 @@ func OpenDevCA(dir string, clock func() time.Time) (*DevCA, error) {
 	certMissing, keyMissing := errors.Is(certErr, fs.ErrNotExist), errors.Is(keyErr, fs.ErrNotExist)
 	switch {
 	case certErr == nil && keyErr == nil:
-		return loadDevCA(certPath, keyPath, clock)
+		return withDir(loadDevCA(certPath, keyPath, clock))(dir)
 	case certMissing && keyMissing:
-		return createDevCA(certPath, keyPath, clock)
+		return withDir(createDevCA(certPath, keyPath, clock))(dir)
 	case certMissing && keyErr == nil:
 		return nil, fmt.Errorf("certs: dev ca: %s exists without %s in %s; restore it or remove the directory", DevCAKeyFile, DevCACertFile, dir)
 	case keyMissing && certErr == nil:
@@ -298,6 +301,9 @@ func (ca *DevCA) issue(tmpl *x509.Certificate, pub crypto.PublicKey, ttl time.Du
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("certs: sign certificate: %w", err)
+	}
+	if err := ca.recordIssued(leaf); err != nil {
+		return nil, err
 	}
 	return &Credential{
 		CertPEM:   encodeCert(der),

@@ -145,3 +145,17 @@ func validateServer(dnsNames []string, ips []net.IP, ttl time.Duration) (time.Du
 	}
 	return validTTL(ttl)
 }
+
+// Authority is an Issuer that also revokes: the embedded DevCA and the
+// Vault PKI issuer both implement it, so the broker and relaisctl work the
+// same way on either.
+type Authority interface {
+	Issuer
+	CRLSource
+	// Revoke revokes the certificate with this serial (any hex form).
+	// Revoking twice is not an error; an unknown serial wraps
+	// ErrInvalidRequest.
+	Revoke(ctx context.Context, serial string) error
+	// SerialsFor lists the serials of the consumer's unexpired certificates.
+	SerialsFor(ctx context.Context, siret string) ([]string, error)
+}
