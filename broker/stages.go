@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"time"
 
-	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -173,12 +171,8 @@ func (b *Broker) validate(ctx context.Context, c *call, req any, next handler) (
 	if fd := refl.Descriptor().Fields().ByName(catalog.AccessContextField); refl.Has(fd) {
 		c.access, _ = refl.Get(fd).Message().Interface().(*commonv1.AccessContext)
 	}
-	if err := b.validator.Validate(msg); err != nil {
-		var verr *protovalidate.ValidationError
-		if !errors.As(err, &verr) {
-			return nil, errcat.Wrap(errcat.Internal, fmt.Errorf("validator: %w", err))
-		}
-		return nil, violationsError(verr)
+	if err := errcat.Validate(b.validator, msg); err != nil {
+		return nil, err
 	}
 	var paths []string
 	if fd := refl.Descriptor().Fields().ByName(catalog.FieldMaskField); refl.Has(fd) {
@@ -194,35 +188,6 @@ func (b *Broker) validate(ctx context.Context, c *call, req any, next handler) (
 	}
 	c.requested = requested
 	return next(ctx, c, req)
-}
-
-// violationsError turns protovalidate violations into invalid_* with one
-// BadRequest field violation each. The reason follows the first
-// violation: the recipient, the subject, or anything else.
-func violationsError(verr *protovalidate.ValidationError) *errcat.Error {
-	reason := errcat.InvalidRequest
-	var fv []*errdetails.BadRequest_FieldViolation
-	for i, v := range verr.Violations {
-		field := protovalidate.FieldPathString(v.Proto.GetField())
-		if field == "" {
-			// Message-level rules (the birth place one) have no field path of their own.
-			field = protovalidate.FieldPathString(v.Proto.GetRule())
-		}
-		fv = append(fv, &errdetails.BadRequest_FieldViolation{
-			Field:       field,
-			Description: v.Proto.GetMessage(),
-			Reason:      v.Proto.GetRuleId(),
-		})
-		if i == 0 {
-			switch {
-			case field == "access_context.recipient":
-				reason = errcat.InvalidRecipient
-			case strings.HasPrefix(field, "subject") || strings.HasPrefix(field, "identity"):
-				reason = errcat.InvalidSubject
-			}
-		}
-	}
-	return errcat.New(reason).WithViolations(fv)
 }
 
 // authorize applies the grants: deny by default.

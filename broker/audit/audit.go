@@ -16,6 +16,8 @@ type Record struct {
 	Time            time.Time
 	RequestID       string
 	Consumer        string // SIRET from the certificate
+	Operator        string // operator id, for admin actions
+	Target          string // what an admin action acted on (serials, SIRET)
 	CertSerial      string
 	Recipient       string // SIRET from the access context
 	Method          string
