@@ -190,3 +190,11 @@ func parseCertificates(data []byte) ([]*x509.Certificate, error) {
 	}
 	return certs, nil
 }
+
+// WriteTrustBundle writes bundle as dir/ca.pem, atomically.
+func WriteTrustBundle(dir string, bundle []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("certs: write trust bundle: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, CAFile), bundle, 0o644)
+}

@@ -15,10 +15,13 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/relais-broker/relais/broker"
+	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/renewal"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/internal/devenv"
+	credentialsv1 "github.com/relais-broker/relais/proto/relais/credentials/v1"
 )
 
 // drainTimeout bounds the graceful stop of in-flight calls.
@@ -28,6 +31,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relaisd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:4443", "address of the mTLS data API")
+	adminListen := fs.String("admin-listen", "127.0.0.1:4444", "address of the mTLS admin API (operator certificates only)")
+	vaultAddr := fs.String("vault-addr", "", "use this Vault's PKI instead of the embedded dev CA (token from $VAULT_TOKEN or --vault-token-file)")
+	vaultTokenFile := fs.String("vault-token-file", "", "file holding the Vault token (dev only: a token able to bootstrap the PKI)")
+	crlRefresh := fs.Duration("crl-refresh", 30*time.Second, "how often revocations are reloaded from the CA's CRL")
+	trustRefresh := fs.Duration("trust-refresh", 5*time.Minute, "how often the CA trust bundle is reloaded")
 	dataDir := fs.String("data-dir", "relais-dev", "directory for the dev CA, demo credentials and stores")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +55,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relaisd dev: --listen %q: %v\n", *listen, err)
 		return 2
 	}
-	if err := serveDev(ctx, *listen, host, *dataDir, logger, stdout); err != nil {
+	if _, _, err := net.SplitHostPort(*adminListen); err != nil {
+		fmt.Fprintf(stderr, "relaisd dev: --admin-listen %q: %v\n", *adminListen, err)
+		return 2
+	}
+	if *crlRefresh <= 0 || *trustRefresh <= 0 {
+		fmt.Fprintln(stderr, "relaisd dev: --crl-refresh and --trust-refresh must be positive")
+		return 2
+	}
+	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
+		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh}
+	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
 	}
@@ -65,56 +83,100 @@ func newLogger(format string, w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-func serveDev(ctx context.Context, listen, host, dataDir string, logger *slog.Logger, stdout io.Writer) error {
+type devOptions struct {
+	listen, adminListen, host, dataDir string
+	vaultAddr, vaultTokenFile          string
+	crlRefresh, trustRefresh           time.Duration
+}
+
+func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cat := catalog.Default()
-	env, err := devenv.Prepare(ctx, dataDir, []string{host}, cat, time.Now)
+	var vault *devenv.Vault
+	if o.vaultAddr != "" {
+		v, closeVault, err := devVault(ctx, o.vaultAddr, o.vaultTokenFile, []string{"localhost", o.host})
+		if err != nil {
+			return err
+		}
+		defer closeVault()
+		vault = v
+	}
+	env, err := devenv.Prepare(ctx, o.dataDir, []string{o.host}, cat, time.Now, vault)
 	if err != nil {
 		return err
 	}
+	revoked := certs.NewRevocations()
+	// PLACEHOLDER until the bbolt audit log lands: records live in memory.
+	auditLog := &audit.Memory{}
 	b, err := broker.New(broker.Config{
-		Catalog:  cat,
-		Sources:  env.Sources,
-		Registry: env.Registry,
-		// PLACEHOLDER until the bbolt audit log lands: records live in memory.
-		Audit:  &audit.Memory{},
-		Logger: logger,
+		Catalog:     cat,
+		Sources:     env.Sources,
+		Registry:    env.Registry,
+		Audit:       auditLog,
+		Logger:      logger,
+		Revocations: revoked,
 	})
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", listen)
+	renew, err := renewal.New(renewal.Config{Signer: env.CA, Registry: env.Registry, Catalog: cat, Audit: auditLog, Revocations: revoked})
 	if err != nil {
 		return err
 	}
-	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(env.ServerCert, env.Trust))))
-	printWelcome(stdout, lis.Addr().String(), dataDir, env)
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
+	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Audit: auditLog, Logger: logger})
+	if err != nil {
 		return err
+	}
+	tlsCfg := certs.ServerConfig(env.ServerCert, env.Trust, certs.RejectRevoked(revoked))
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	adminLis, err := net.Listen("tcp", o.adminListen)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
+	credentialsv1.RegisterCredentialServiceServer(srv, renew)
+	adminSrv := adm.NewGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
+
+	env.ServerKeeper.Logger = logger
+	go env.ServerKeeper.Run(ctx)
+	go certs.KeepTrust(ctx, env.CA, env.Trust, o.trustRefresh, logger)
+	go certs.WatchCRL(ctx, revoked, env.CA, o.crlRefresh, logger, nil)
+
+	printWelcome(stdout, lis.Addr().String(), adminLis.Addr().String(), o.dataDir, env)
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(lis) }()
+	go func() { errc <- adminSrv.Serve(adminLis) }()
+	var serveErr error
+	select {
+	case serveErr = <-errc:
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: draining in-flight calls")
 	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
+	go func() { srv.GracefulStop(); adminSrv.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(drainTimeout):
 		srv.Stop()
+		adminSrv.Stop()
 	}
-	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return err
+	if serveErr != nil && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return serveErr
 	}
 	return nil
 }
 
-func printWelcome(w io.Writer, addr, dataDir string, env *devenv.Env) {
+func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env) {
 	full := env.ConsumerDir(devenv.FullConsumer)
 	limited := env.ConsumerDir(devenv.LimitedConsumer)
 	fmt.Fprintf(w, "relaisd dev: listening on %s (mTLS only; sandbox sources, fictitious data)\n", addr)
 	fmt.Fprintf(w, "data directory: %s\n", dataDir)
+	fmt.Fprintf(w, "admin API:      %s (operator credential: %s)\n", adminAddr, env.OperatorDir())
 	fmt.Fprintf(w, "trust bundle:   %s\n", filepath.Join(env.Dir, "ca.pem"))
 	fmt.Fprintf(w, "demo consumers:\n")
 	fmt.Fprintf(w, "  %-16s SIRET %s, every scope:    %s\n", devenv.FullConsumer.Dir, devenv.FullConsumer.SIRET, full)

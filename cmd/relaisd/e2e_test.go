@@ -68,6 +68,7 @@ func (b *buildFailure) Error() string { return "build " + b.what + ": " + b.err.
 type devBroker struct {
 	cmd       *exec.Cmd
 	addr      string
+	adminAddr string
 	firstCall string
 	dataDir   string
 	stderr    *os.File
@@ -80,8 +81,8 @@ func startDev(t *testing.T) *devBroker {
 	return startDevIn(t, t.TempDir())
 }
 
-// startDevIn runs `relaisd dev` with dataDir.
-func startDevIn(t *testing.T, dataDir string) *devBroker {
+// startDevIn runs `relaisd dev` with dataDir and extra flags.
+func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	t.Helper()
 	relaisd, _ := binaries(t)
 	d := &devBroker{dataDir: dataDir}
@@ -90,7 +91,7 @@ func startDevIn(t *testing.T, dataDir string) *devBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(relaisd, "dev", "--listen", "127.0.0.1:0", "--data-dir", d.dataDir)
+	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
 	d.cmd.Stderr = d.stderr
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -116,6 +117,7 @@ func startDevIn(t *testing.T, dataDir string) *devBroker {
 		close(lines)
 	}()
 	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	adminAPI := regexp.MustCompile(`admin API: +(127\.0\.0\.1:\d+)`)
 	timeout := time.After(60 * time.Second)
 	for d.firstCall == "" {
 		select {
@@ -125,6 +127,9 @@ func startDevIn(t *testing.T, dataDir string) *devBroker {
 			}
 			if m := listening.FindStringSubmatch(line); m != nil {
 				d.addr = m[1]
+			}
+			if m := adminAPI.FindStringSubmatch(line); m != nil {
+				d.adminAddr = m[1]
 			}
 			if strings.HasPrefix(line, "  grpcurl ") {
 				d.firstCall = strings.TrimSpace(line)

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -28,10 +27,11 @@ const SandboxSourceID = "sandbox"
 
 // Env is a prepared dev environment.
 type Env struct {
-	// Dir is DIR/dev, where the CA and the demo credentials live.
+	// Dir is DIR/dev (embedded CA) or DIR/vault (Vault), where the trust
+	// bundle ca.pem and the demo credentials live.
 	Dir string
-	// CA is the embedded dev CA.
-	CA *certs.DevCA
+	// CA issues and revokes: the embedded dev CA, or Vault.
+	CA certs.Authority
 	// ServerCert is the broker's certificate source, and Trust its client CA pool.
 	ServerCert *certs.CertSource
 	Trust      *certs.TrustPool
@@ -39,25 +39,52 @@ type Env struct {
 	Registry *registry.Memory
 	// Sources wires the sandbox adapter to every typed service.
 	Sources map[string]broker.Source
+	// ServerKeeper renews ServerCert; run it for the life of the server.
+	ServerKeeper *certs.ServerCertKeeper
 }
 
-// Prepare creates or reuses DIR/dev and returns the environment. hosts are
-// the names and addresses the server certificate must cover, in addition
-// to localhost, 127.0.0.1 and ::1.
-func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.Catalog, now func() time.Time) (*Env, error) {
+// DemoOperator is the id of the demo operator, whose credential in
+// DIR/dev/operators/admin calls the admin API.
+const DemoOperator = "admin"
+
+// OperatorDir is where the demo operator's credential is written.
+func (e *Env) OperatorDir() string { return filepath.Join(e.Dir, "operators", DemoOperator) }
+
+// Vault is how dev mode uses a Vault PKI instead of the embedded CA.
+type Vault struct {
+	// Authority is the Vault-backed issuer.
+	Authority certs.Authority
+	// Onboard prepares the CA for a consumer before its first credential
+	// (with Vault: the consumer's PKI role).
+	Onboard func(ctx context.Context, siret string) error
+}
+
+// Prepare creates or reuses DIR/dev (or DIR/vault when vault is not nil)
+// and returns the environment. hosts are the names and addresses the
+// server certificate must cover, in addition to localhost, 127.0.0.1 and
+// ::1.
+func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.Catalog, now func() time.Time, vault *Vault) (*Env, error) {
 	dir := filepath.Join(dataDir, "dev")
+	if vault != nil {
+		dir = filepath.Join(dataDir, "vault")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev: create %s: %w", dir, err)
 	}
-	ca, err := certs.OpenDevCA(dir, now)
-	if err != nil {
-		return nil, err
+	env := &Env{Dir: dir, Registry: DemoRegistry(cat, now()), Sources: make(map[string]broker.Source)}
+	if vault != nil {
+		env.CA = vault.Authority
+	} else {
+		ca, err := certs.OpenDevCA(dir, now)
+		if err != nil {
+			return nil, err
+		}
+		env.CA = ca
 	}
-	env := &Env{Dir: dir, CA: ca, Registry: DemoRegistry(cat, now()), Sources: make(map[string]broker.Source)}
 	if err := env.issueServer(ctx, hosts); err != nil {
 		return nil, err
 	}
-	bundle, err := ca.TrustBundle(ctx)
+	bundle, err := env.CA.TrustBundle(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -65,10 +92,23 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	if err := env.Trust.Set(bundle); err != nil {
 		return nil, err
 	}
-	for _, c := range DemoConsumers() {
-		if err := env.ensureConsumer(ctx, c, now()); err != nil {
+	if vault != nil {
+		if err := certs.WriteTrustBundle(dir, bundle); err != nil {
 			return nil, err
 		}
+		for _, c := range DemoConsumers() {
+			if err := vault.Onboard(ctx, c.SIRET); err != nil {
+				return nil, fmt.Errorf("dev: onboard %s in the CA: %w", c.Dir, err)
+			}
+		}
+	}
+	for _, c := range DemoConsumers() {
+		if err := env.ensureClient(ctx, identity.KindConsumer, c.SIRET, c.Name, env.ConsumerDir(c), now()); err != nil {
+			return nil, err
+		}
+	}
+	if err := env.ensureClient(ctx, identity.KindOperator, DemoOperator, "Opérateur de démonstration", env.OperatorDir(), now()); err != nil {
+		return nil, err
 	}
 	adapter := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: SandboxSourceID, Clock: now})
 	for _, svc := range cat.Services() {
@@ -98,7 +138,8 @@ func (e *Env) issueServer(ctx context.Context, hosts []string) error {
 		return fmt.Errorf("dev: issue server certificate: %w", err)
 	}
 	e.ServerCert = certs.NewCertSource()
-	return e.ServerCert.Set(cred.CertPEM, cred.KeyPEM)
+	e.ServerKeeper = &certs.ServerCertKeeper{Issuer: e.CA, Source: e.ServerCert, DNSNames: dns, IPs: ips, TTL: serverTTL}
+	return e.ServerCert.Set(cred.FullChainPEM(), cred.KeyPEM)
 }
 
 // ConsumerDir is where a demo consumer's credentials are written.
@@ -109,17 +150,16 @@ func (e *Env) ConsumerDir(c DemoConsumer) string {
 // consumerTTL is the life of demo consumer certificates.
 const consumerTTL = 30 * 24 * time.Hour
 
-// ensureConsumer keeps valid existing credentials (a user may have copied
+// ensureClient keeps valid existing credentials (a user may have copied
 // them) and issues new ones when missing, unreadable, from another CA or
 // expiring within a day.
-func (e *Env) ensureConsumer(ctx context.Context, c DemoConsumer, now time.Time) error {
-	dir := e.ConsumerDir(c)
+func (e *Env) ensureClient(ctx context.Context, kind identity.Kind, id, name, dir string, now time.Time) error {
 	if e.stillValid(dir, now.Add(24*time.Hour)) {
 		return nil
 	}
-	cred, err := e.CA.IssueClient(ctx, certs.ClientRequest{Kind: identity.KindConsumer, ID: c.SIRET, CommonName: c.Name, TTL: consumerTTL})
+	cred, err := e.CA.IssueClient(ctx, certs.ClientRequest{Kind: kind, ID: id, CommonName: name, TTL: consumerTTL})
 	if err != nil {
-		return fmt.Errorf("dev: issue credentials for %s: %w", c.Dir, err)
+		return fmt.Errorf("dev: issue credentials for %s: %w", id, err)
 	}
 	bundle, err := e.CA.TrustBundle(ctx)
 	if err != nil {
@@ -129,27 +169,21 @@ func (e *Env) ensureConsumer(ctx context.Context, c DemoConsumer, now time.Time)
 }
 
 func (e *Env) stillValid(dir string, until time.Time) bool {
-	if _, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")); err != nil {
-		return false
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
-	if err != nil {
-		return false
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return false
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil || until.After(cert.NotAfter) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil || until.After(pair.Leaf.NotAfter) {
 		return false
 	}
 	bundle, err := e.CA.TrustBundle(context.Background())
 	if err != nil {
 		return false
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(bundle)
-	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: until})
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AppendCertsFromPEM(bundle)
+	for _, der := range pair.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	_, err = pair.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: until})
 	return err == nil
 }

@@ -38,7 +38,7 @@ func startDev(t *testing.T, sourceTimeout time.Duration) *devBroker {
 	t.Helper()
 	ctx := context.Background()
 	cat := catalog.Default()
-	env, err := devenv.Prepare(ctx, t.TempDir(), nil, cat, time.Now)
+	env, err := devenv.Prepare(ctx, t.TempDir(), nil, cat, time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
