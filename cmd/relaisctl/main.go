@@ -1,51 +1,75 @@
-// Command relaisctl is the Relais operator CLI. Today it prints the
-// catalogues operators grant from (scopes, services) and the error
-// catalogue; consumer, grant, credential and audit commands arrive with
-// the registry, identity and audit work.
+// Command relaisctl is the Relais operator CLI: the catalogues operators
+// grant from (scopes) and the error catalogue; the Vault PKI bootstrap;
+// the credential lifecycle (issue, sign a CSR, renew, revoke) and the
+// issuer rotation. Consumer, grant and audit commands arrive with the
+// registry and audit work.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/errcat"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
-const usage = `usage: relaisctl <command> [-o table|json]
+const usage = `usage: relaisctl <command> [flags]
 
 commands:
-  scopes    list every service, method and scope consumers can be granted
-  errors    list the error catalogue (reasons, gRPC codes, messages)
-  version   print the version
+  scopes [-o table|json]       list every service, method and scope consumers can be granted
+  errors [-o table|json]       list the error catalogue (reasons, gRPC codes, messages)
+  vault init                   set up the Vault PKI for Relais (idempotent)
+  credentials issue            issue a certificate and its key (the CA makes the key)
+  credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
+  credentials renew            renew a consumer credential through the broker (consumer side)
+  credentials revoke           revoke a certificate, or all of a consumer's, in the CA and the broker at once
+  issuer rotate                start a new intermediate issuing CA (Vault); old certificates stay valid
+  version                      print the version
+
+Run 'relaisctl <command> -h' for the flags of a command.
 `
 
 var version = "dev"
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	output := "table"
-	rest := args[1:]
-	if len(rest) == 2 && rest[0] == "-o" {
-		output, rest = rest[1], nil
-	}
-	if len(rest) > 0 || (output != "table" && output != "json") {
-		fmt.Fprintf(stderr, "relaisctl: bad arguments %q\n\n%s", args[1:], usage)
-		return 2
-	}
 	switch args[0] {
-	case "scopes":
-		return printScopes(stdout, output)
-	case "errors":
-		return printErrors(stdout, output)
+	case "scopes", "errors":
+		return runCatalog(args, stdout, stderr)
+	case "vault":
+		if len(args) < 2 || args[1] != "init" {
+			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl vault init [flags]\n")
+			return 2
+		}
+		return runVaultInit(ctx, args[2:], stdout, stderr)
+	case "credentials":
+		if len(args) < 2 {
+			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl credentials issue|sign|renew|revoke [flags]\n")
+			return 2
+		}
+		return runCredentials(ctx, args[1], args[2:], stdout, stderr)
+	case "issuer":
+		if len(args) < 2 || args[1] != "rotate" {
+			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl issuer rotate [flags]\n")
+			return 2
+		}
+		return runIssuerRotate(ctx, args[2:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "relaisctl", version)
 		return 0
@@ -56,6 +80,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relaisctl: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+func runCatalog(args []string, stdout, stderr io.Writer) int {
+	output := "table"
+	rest := args[1:]
+	if len(rest) == 2 && rest[0] == "-o" {
+		output, rest = rest[1], nil
+	}
+	if len(rest) > 0 || (output != "table" && output != "json") {
+		fmt.Fprintf(stderr, "relaisctl: bad arguments %q\n\n%s", args[1:], usage)
+		return 2
+	}
+	if args[0] == "scopes" {
+		return printScopes(stdout, output)
+	}
+	return printErrors(stdout, output)
 }
 
 type scopeRow struct {

@@ -22,9 +22,9 @@ import (
 // buildBinaries builds relaisd, and grpcurl unless it is on PATH, once per
 // test binary.
 var (
-	buildOnce           sync.Once
-	relaisdBin, grpcBin string
-	buildErr            error
+	buildOnce                         sync.Once
+	relaisdBin, grpcBin, relaisctlBin string
+	buildErr                          error
 )
 
 func binaries(t *testing.T) (string, string) {
@@ -38,6 +38,11 @@ func binaries(t *testing.T) (string, string) {
 		relaisdBin = filepath.Join(dir, "relaisd")
 		if out, err := exec.Command("go", "build", "-o", relaisdBin, ".").CombinedOutput(); err != nil {
 			buildErr = &buildFailure{"relaisd", string(out), err}
+			return
+		}
+		relaisctlBin = filepath.Join(dir, "relaisctl")
+		if out, err := exec.Command("go", "build", "-o", relaisctlBin, "../relaisctl").CombinedOutput(); err != nil {
+			buildErr = &buildFailure{"relaisctl", string(out), err}
 			return
 		}
 		if p, err := exec.LookPath("grpcurl"); err == nil {
@@ -161,7 +166,7 @@ func shell(t *testing.T, line string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", line)
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(grpcurl)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(grpcurl)+string(os.PathListSeparator)+filepath.Dir(relaisctlBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
