@@ -27,6 +27,17 @@ var (
 	buildErr                          error
 )
 
+// binDir holds the binaries built for this test run; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 func binaries(t *testing.T) (string, string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -35,6 +46,7 @@ func binaries(t *testing.T) (string, string) {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		relaisdBin = filepath.Join(dir, "relaisd")
 		if out, err := exec.Command("go", "build", "-o", relaisdBin, ".").CombinedOutput(); err != nil {
 			buildErr = &buildFailure{"relaisd", string(out), err}
