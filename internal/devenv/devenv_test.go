@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,4 +326,64 @@ func TestMinimisationPerGrant(t *testing.T) {
 	if code, reason, _ := reasonOf(err); code != codes.PermissionDenied || reason != "no_grant" {
 		t.Fatalf("limited consumer on an ungranted service: %s/%q", code, reason)
 	}
+}
+
+// TestServerCertificateRotationUnderLoad re-issues the broker's own
+// certificate several times while clients call continuously, on an open
+// connection and on fresh ones: no call fails.
+func TestServerCertificateRotationUnderLoad(t *testing.T) {
+	d := startDev(t, 2*time.Second)
+	open := d.dial(t, devenv.FullConsumer)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls, failures atomic.Int32
+	worker := func(fresh bool) {
+		defer wg.Done()
+		for i := 0; i < 2000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn := open
+			if fresh {
+				conn = d.dial(t, devenv.FullConsumer)
+			}
+			if _, err := d.call(t, conn, hcService, zoe, "tarification_sociale"); err != nil {
+				failures.Add(1)
+				t.Errorf("call during rotation: %v", err)
+			}
+			calls.Add(1)
+			if fresh {
+				_ = conn.Close()
+			}
+			// Stay under the demo quota (20 calls/s per consumer): a
+			// rate-limit refusal is not what this test is about.
+			time.Sleep(60 * time.Millisecond)
+		}
+	}
+	wg.Add(2)
+	go worker(false)
+	go worker(true)
+	serials := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < 5; i++ {
+		// Rotate after every 10 calls, so calls straddle each rotation.
+		for target := calls.Load() + 10; calls.Load() < target && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := d.env.ServerKeeper.Issue(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		serials[d.env.ServerCert.Certificate().Leaf.SerialNumber.String()] = true
+	}
+	for target := calls.Load() + 10; calls.Load() < target && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if len(serials) != 5 || failures.Load() != 0 {
+		t.Fatalf("%d distinct server certificates, %d failed calls of %d", len(serials), failures.Load(), calls.Load())
+	}
+	t.Logf("%d calls across 5 server certificate rotations, 0 failed", calls.Load())
 }
