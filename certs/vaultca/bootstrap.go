@@ -218,7 +218,14 @@ func (b *bootstrap) roles(ctx context.Context) error {
 	if err := b.ensure(ctx, b.o.Mount+"/roles/"+OperatorRole, operator, "role "+OperatorRole); err != nil {
 		return err
 	}
+	// Names are only ever added: a second init (or a dev broker starting
+	// with fewer names) never takes a name away from the server role.
 	names := append([]string{"localhost"}, b.o.ServerNames...)
+	if s, err := b.c.Logical().ReadWithContext(ctx, b.o.Mount+"/roles/"+ServerRole); err != nil {
+		return b.mapErr("read role "+ServerRole, err)
+	} else {
+		names = append(names, stringList(s, "allowed_domains")...)
+	}
 	sort.Strings(names)
 	server := map[string]any{
 		"allowed_domains": toAny(dedupe(names)), "allow_bare_domains": true, "allow_subdomains": false, "allow_glob_domains": false,

@@ -94,6 +94,14 @@ func TestBootstrapIsIdempotent(t *testing.T) {
 	if len(second.Changes) != 0 || second.RoleID != first.RoleID || string(second.RootPEM) != string(first.RootPEM) {
 		t.Fatalf("second bootstrap changed things: %v", second.Changes)
 	}
+	// Fewer server names (a dev broker's) take none away.
+	third, err := vaultca.Bootstrap(ctx, ca.Client(), vaultca.BootstrapOptions{})
+	if err != nil || len(third.Changes) != 0 {
+		t.Fatalf("bootstrap without server names: %v, %v", third, err)
+	}
+	if _, err := ca.IssueServer(ctx, []string{"relais.example.gouv.fr"}, nil, time.Hour); err != nil {
+		t.Fatalf("server name lost: %v", err)
+	}
 	changed, err := vaultca.EnsureConsumer(ctx, ca.Client(), "", siretA, 0)
 	if err != nil || !changed {
 		t.Fatalf("first EnsureConsumer: %v, %v", changed, err)

@@ -3,22 +3,133 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
+	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/certs/vaultca"
 )
 
+// openVault logs in to Vault (token, or AppRole) and, for a consumer
+// credential, makes sure the consumer's PKI roles exist (onboarding needs
+// an operator's token; the broker's AppRole cannot do it).
 func (f *caFlags) openVault(ctx context.Context, req *certs.ClientRequest) (certs.Authority, func(), error) {
-	return nil, nil, errors.New("vault: not wired yet")
+	ca, err := f.vaultCA(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if req != nil && req.Kind == identity.KindConsumer {
+		if _, err := vaultca.EnsureConsumer(ctx, ca.Client(), f.mount, req.ID, 0); err != nil {
+			ca.Close()
+			return nil, nil, fmt.Errorf("onboard %s in the PKI: %w", req.ID, err)
+		}
+	}
+	return ca, ca.Close, nil
+}
+
+func (f *caFlags) vaultCA(ctx context.Context) (*vaultca.CA, error) {
+	if f.vaultAddr == "" {
+		return nil, errors.New("--vault-addr (or $VAULT_ADDR) is required")
+	}
+	cfg := vaultca.Config{Addr: f.vaultAddr, Mount: f.mount}
+	if f.roleID != "" {
+		secret, err := f.secretID()
+		if err != nil {
+			return nil, fmt.Errorf("--vault-secret-id-file: %w", err)
+		}
+		cfg.AppRoleID, cfg.AppRoleSecretID = f.roleID, secret
+	} else {
+		token, err := f.token()
+		if err != nil {
+			return nil, fmt.Errorf("--vault-token-file: %w", err)
+		}
+		if token == "" {
+			return nil, errors.New("no Vault credentials: set VAULT_TOKEN, --vault-token-file, or --vault-role-id with --vault-secret-id-file")
+		}
+		cfg.Token = token
+	}
+	return vaultca.New(ctx, cfg)
 }
 
 func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "not wired yet")
-	return 1
+	fs := flag.NewFlagSet("relaisctl vault init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ca := addCAFlags(fs)
+	names := fs.String("server-names", "", "comma-separated DNS names the broker's certificate may carry (localhost is always allowed)")
+	secretOut := fs.String("secret-id-out", "", "write a new AppRole secret id for the broker to this file (0600)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || ca.devCA != "" {
+		fmt.Fprintln(stderr, "relaisctl vault init: unexpected arguments (the dev CA needs no init)")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	v, err := ca.vaultCA(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "relaisctl vault init: %v\n", err)
+		return 1
+	}
+	defer v.Close()
+	var serverNames []string
+	for _, n := range strings.Split(*names, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			serverNames = append(serverNames, n)
+		}
+	}
+	res, err := vaultca.Bootstrap(ctx, v.Client(), vaultca.BootstrapOptions{Mount: ca.mount, ServerNames: serverNames, NewSecretID: *secretOut != ""})
+	if err != nil {
+		fmt.Fprintf(stderr, "relaisctl vault init: %v\n", err)
+		return 1
+	}
+	if *secretOut != "" {
+		if err := os.WriteFile(*secretOut, []byte(res.SecretID+"\n"), 0o600); err != nil {
+			fmt.Fprintf(stderr, "relaisctl vault init: %v\n", err)
+			return 1
+		}
+	}
+	if len(res.Changes) == 0 {
+		fmt.Fprintln(stdout, "Vault PKI already set up: nothing changed")
+	}
+	for _, c := range res.Changes {
+		fmt.Fprintln(stdout, c)
+	}
+	fmt.Fprintf(stdout, "broker AppRole role id: %s\n", res.RoleID)
+	if *secretOut != "" {
+		fmt.Fprintf(stdout, "broker AppRole secret id written to %s\n", *secretOut)
+	}
+	return 0
 }
 
 func runIssuerRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "not wired yet")
-	return 1
+	fs := flag.NewFlagSet("relaisctl issuer rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ca := addCAFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || ca.devCA != "" {
+		fmt.Fprintln(stderr, "relaisctl issuer rotate: Vault only (the dev CA has no intermediate)")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	v, err := ca.vaultCA(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "relaisctl issuer rotate: %v\n", err)
+		return 1
+	}
+	defer v.Close()
+	id, err := v.RotateIssuer(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "relaisctl issuer rotate: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "new issuing intermediate %s is now the default; certificates of the previous one stay valid\n", id)
+	return 0
 }
