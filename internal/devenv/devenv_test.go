@@ -65,10 +65,24 @@ func startDev(t *testing.T, sourceTimeout time.Duration) *devBroker {
 // dial connects with the demo consumer's credentials as written on disk,
 // the way a user's client would load them.
 func (d *devBroker) dial(t *testing.T, c devenv.DemoConsumer) *grpc.ClientConn {
+	conn, _ := d.dialSource(t, c)
+	return conn
+}
+
+// dialSource is dial through a certs.CertSource the caller may swap.
+func (d *devBroker) dialSource(t *testing.T, c devenv.DemoConsumer) (*grpc.ClientConn, *certs.CertSource) {
 	t.Helper()
 	dir := d.env.ConsumerDir(c)
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	certPEM, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := certs.NewCertSource()
+	if err := src.Set(certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	caPEM, err := os.ReadFile(filepath.Join(d.env.Dir, "ca.pem"))
@@ -79,13 +93,13 @@ func (d *devBroker) dial(t *testing.T, c devenv.DemoConsumer) *grpc.ClientConn {
 	if !roots.AppendCertsFromPEM(caPEM) {
 		t.Fatal("no certificate in ca.pem")
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetClientCertificate: src.GetClientCertificate, RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return conn
+	return conn, src
 }
 
 // person is a civil identity in the sandbox data set's terms.
