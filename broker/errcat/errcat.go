@@ -68,7 +68,7 @@ type Entry struct {
 var entries = []Entry{
 	{CredentialMissing, codes.Unauthenticated, "no verified client certificate",
 		"The call arrived without a verified client certificate. The data API only accepts mTLS; present the certificate issued to your body."},
-	{CredentialInvalid, codes.Unauthenticated, "client certificate carries no identity this API accepts",
+	{CredentialInvalid, codes.Unauthenticated, "client certificate carries no identity this service accepts",
 		"The certificate verified but does not carry exactly one Relais identity URI SAN of the kind this API serves: `urn:relais:consumer:<SIRET>` on the data API, `urn:relais:operator:<id>` on the admin API (a consumer certificate can never call the admin API, nor an operator one the data API)."},
 	{CredentialRevoked, codes.Unauthenticated, "client certificate is revoked",
 		"The certificate was revoked by the operator (or directly in the issuing CA). Calls on connections opened before the revocation are refused too. Ask the operator for a new credential."},
