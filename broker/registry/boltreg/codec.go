@@ -1,0 +1,104 @@
+package boltreg
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/relais-broker/relais/broker/registry"
+	"github.com/relais-broker/relais/broker/scope"
+)
+
+// The stored forms: JSON, readable with any bbolt viewer, with explicit
+// field names so that renaming a Go field never changes the file.
+
+type consumerJSON struct {
+	SIRET     string             `json:"siret"`
+	Name      string             `json:"name"`
+	Status    string             `json:"status"`
+	Contacts  []registry.Contact `json:"contacts,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+type purposeJSON struct {
+	Code       string `json:"code"`
+	Label      string `json:"label"`
+	LegalBasis string `json:"legal_basis"`
+}
+
+type grantJSON struct {
+	ID                  string        `json:"id"`
+	Consumer            string        `json:"consumer"`
+	Service             string        `json:"service"`
+	Scopes              []string      `json:"scopes"`
+	Purposes            []purposeJSON `json:"purposes"`
+	NotBefore           time.Time     `json:"not_before"`
+	NotAfter            time.Time     `json:"not_after"`
+	RatePerSecond       float64       `json:"rate_per_second"`
+	Burst               int           `json:"burst"`
+	DailyCap            int           `json:"daily_cap,omitempty"`
+	ExpectedDailyVolume int           `json:"expected_daily_volume,omitempty"`
+	CreatedAt           time.Time     `json:"created_at"`
+	RevokedAt           time.Time     `json:"revoked_at,omitzero"`
+}
+
+type credentialJSON struct {
+	Serial    string    `json:"serial"`
+	Kind      string    `json:"kind"`
+	Subject   string    `json:"subject"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Status    string    `json:"status"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	IssuedBy  string    `json:"issued_by,omitempty"`
+}
+
+func encodeConsumer(c registry.Consumer) ([]byte, error) {
+	return json.Marshal(consumerJSON{SIRET: c.SIRET, Name: c.Name, Status: string(c.Status), Contacts: c.Contacts, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt})
+}
+
+func decodeConsumer(b []byte) (registry.Consumer, error) {
+	var j consumerJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return registry.Consumer{}, err
+	}
+	return registry.Consumer{SIRET: j.SIRET, Name: j.Name, Status: registry.Status(j.Status), Contacts: j.Contacts, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt}, nil
+}
+
+func encodeGrant(g registry.Grant) ([]byte, error) {
+	j := grantJSON{
+		ID: g.ID, Consumer: g.Consumer, Service: g.Service, Scopes: g.Scopes.Sorted(), NotBefore: g.NotBefore, NotAfter: g.NotAfter,
+		RatePerSecond: g.Quota.RatePerSecond, Burst: g.Quota.Burst, DailyCap: g.Quota.DailyCap,
+		ExpectedDailyVolume: g.ExpectedDailyVolume, CreatedAt: g.CreatedAt, RevokedAt: g.RevokedAt,
+	}
+	for _, p := range g.Purposes {
+		j.Purposes = append(j.Purposes, purposeJSON(p))
+	}
+	return json.Marshal(j)
+}
+
+func decodeGrant(b []byte) (registry.Grant, error) {
+	var j grantJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return registry.Grant{}, err
+	}
+	g := registry.Grant{
+		ID: j.ID, Consumer: j.Consumer, Service: j.Service, Scopes: scope.Of(j.Scopes...), NotBefore: j.NotBefore, NotAfter: j.NotAfter,
+		Quota:               registry.Quota{RatePerSecond: j.RatePerSecond, Burst: j.Burst, DailyCap: j.DailyCap},
+		ExpectedDailyVolume: j.ExpectedDailyVolume, CreatedAt: j.CreatedAt, RevokedAt: j.RevokedAt,
+	}
+	for _, p := range j.Purposes {
+		g.Purposes = append(g.Purposes, registry.Purpose(p))
+	}
+	return g, nil
+}
+
+func encodeCredential(r registry.CredentialRecord) ([]byte, error) {
+	return json.Marshal(credentialJSON(r))
+}
+
+func decodeCredential(b []byte) (registry.CredentialRecord, error) {
+	var j credentialJSON
+	err := json.Unmarshal(b, &j)
+	return registry.CredentialRecord(j), err
+}
