@@ -20,6 +20,7 @@ import (
 	"github.com/relais-broker/relais/broker/authn"
 	"github.com/relais-broker/relais/broker/errcat"
 	"github.com/relais-broker/relais/broker/identity"
+	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/certs"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
@@ -36,9 +37,11 @@ type Config struct {
 	Issuer Revoker
 	// Revocations is the broker's live set, updated at once.
 	Revocations *certs.Revocations
-	Audit       audit.Recorder
-	Logger      *slog.Logger
-	Clock       func() time.Time
+	// Registry, when set, serves the consumer and grant services.
+	Registry registry.Store
+	Audit    audit.Recorder
+	Logger   *slog.Logger
+	Clock    func() time.Time
 }
 
 // Server implements the admin services.
@@ -71,6 +74,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	srv := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(s.intercept))...)
 	adminv1.RegisterCredentialAdminServiceServer(srv, s)
+	if s.cfg.Registry != nil {
+		adminv1.RegisterConsumerAdminServiceServer(srv, &consumers{reg: s.cfg.Registry})
+		adminv1.RegisterGrantAdminServiceServer(srv, &grants{reg: s.cfg.Registry})
+	}
 	return srv
 }
 
@@ -79,6 +86,7 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	start := s.cfg.Clock()
 	rec := audit.Record{Time: start, RequestID: audit.NewRequestID(), Method: info.FullMethod, Code: "OK"}
+	ctx = context.WithValue(ctx, targetKey{}, &rec.Target)
 	defer func() {
 		if r := recover(); r != nil {
 			s.cfg.Logger.Error("panic in admin call", "request_id", rec.RequestID, "method", info.FullMethod)
@@ -88,9 +96,6 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		if err != nil {
 			cerr = errcat.From(err)
 			rec.Code, rec.Reason = cerr.Code().String(), string(cerr.Reason)
-		}
-		if t, ok := resp.(interface{ GetSerials() []string }); ok && err == nil {
-			rec.Target = strings.Join(t.GetSerials(), ",")
 		}
 		rec.Latency = s.cfg.Clock().Sub(start)
 		if aerr := s.cfg.Audit.Append(context.WithoutCancel(ctx), rec); aerr != nil {
@@ -141,6 +146,10 @@ func (s *Server) RevokeCredential(ctx context.Context, req *adminv1.RevokeCreden
 		if err := s.cfg.Issuer.Revoke(ctx, serial); err != nil {
 			return nil, issuerError(fmt.Errorf("serial %s revoked in the broker but not in the CA: %w", serial, err))
 		}
+	}
+	setTarget(ctx, strings.Join(serials, ","))
+	if s.cfg.Registry != nil {
+		s.recordRevocations(ctx, serials)
 	}
 	return &adminv1.RevokeCredentialResponse{Serials: serials}, nil
 }

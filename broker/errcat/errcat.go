@@ -53,6 +53,8 @@ const (
 	SourceInvalidResponse  Reason = "source_invalid_response"
 	ServiceNotConfigured   Reason = "service_not_configured"
 	AuditUnavailable       Reason = "audit_unavailable"
+	NotFound               Reason = "not_found"
+	AlreadyExists          Reason = "already_exists"
 	Cancelled              Reason = "cancelled"
 	Internal               Reason = "internal"
 )
@@ -116,6 +118,10 @@ var entries = []Entry{
 		"The broker knows this service but the operator configured no source adapter for it."},
 	{AuditUnavailable, codes.Unavailable, "access could not be traced",
 		"The audit record could not be made durable, so no data is returned (fail closed). Retry later."},
+	{NotFound, codes.NotFound, "no such object",
+		"Admin API: the consumer, grant or credential named does not exist."},
+	{AlreadyExists, codes.AlreadyExists, "object already exists",
+		"Admin API: the consumer is already registered."},
 	{Cancelled, codes.Canceled, "call was cancelled by the caller",
 		"The caller cancelled the call or its deadline passed before the broker could answer; the attempt is still traced."},
 	{Internal, codes.Internal, "internal error",
@@ -146,6 +152,10 @@ type Error struct {
 	RetryAfter time.Duration
 	// Cause is kept for logs; it is never sent to the caller.
 	Cause error
+	// Detail, when set, is appended to the message the caller reads. Only
+	// for text built by Relais itself that holds no personal data (the
+	// admin API's precise validation messages).
+	Detail string
 }
 
 // New returns an error with the given reason. An unknown reason is a
@@ -169,6 +179,12 @@ func Wrap(reason Reason, cause error) *Error {
 // WithRetryAfter sets the RetryInfo delay.
 func (e *Error) WithRetryAfter(d time.Duration) *Error {
 	e.RetryAfter = d
+	return e
+}
+
+// WithDetail sets Detail.
+func (e *Error) WithDetail(d string) *Error {
+	e.Detail = d
 	return e
 }
 
@@ -198,7 +214,11 @@ func (e *Error) Code() codes.Code { return byReason[e.Reason].Code }
 // is never included.
 func (e *Error) Status() *status.Status {
 	entry := byReason[e.Reason]
-	st := status.New(entry.Code, entry.Message)
+	msg := entry.Message
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	st := status.New(entry.Code, msg)
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(e.Reason), Domain: Domain}}
 	if len(e.Violations) > 0 {
 		details = append(details, &errdetails.BadRequest{FieldViolations: e.Violations})

@@ -106,6 +106,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
+	defer env.Registry.Close()
 	revoked := certs.NewRevocations()
 	// PLACEHOLDER until the bbolt audit log lands: records live in memory.
 	auditLog := &audit.Memory{}
@@ -124,7 +125,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Audit: auditLog, Logger: logger})
+	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Registry: env.Registry, Audit: auditLog, Logger: logger})
 	if err != nil {
 		return err
 	}

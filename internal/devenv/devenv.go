@@ -18,7 +18,7 @@ import (
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/identity"
-	"github.com/relais-broker/relais/broker/registry"
+	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/certs"
 )
 
@@ -35,8 +35,9 @@ type Env struct {
 	// ServerCert is the broker's certificate source, and Trust its client CA pool.
 	ServerCert *certs.CertSource
 	Trust      *certs.TrustPool
-	// Registry is the placeholder registry with the demo grants.
-	Registry *registry.Memory
+	// Registry is the bbolt registry DIR/registry.db, seeded with the demo
+	// consumers and grants on first start. Close it when done.
+	Registry *boltreg.Store
 	// Sources wires the sandbox adapter to every typed service.
 	Sources map[string]broker.Source
 	// ServerKeeper renews ServerCert; run it for the life of the server.
@@ -71,7 +72,17 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev: create %s: %w", dir, err)
 	}
-	env := &Env{Dir: dir, Registry: DemoRegistry(cat, now()), Sources: make(map[string]broker.Source)}
+	reg, err := openRegistry(ctx, filepath.Join(dataDir, RegistryFile), cat, now)
+	if err != nil {
+		return nil, err
+	}
+	env := &Env{Dir: dir, Registry: reg, Sources: make(map[string]broker.Source)}
+	ok := false
+	defer func() {
+		if !ok {
+			reg.Close()
+		}
+	}()
 	if vault != nil {
 		env.CA = vault.Authority
 	} else {
@@ -110,11 +121,34 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	if err := env.ensureClient(ctx, identity.KindOperator, DemoOperator, "Opérateur de démonstration", env.OperatorDir(), now()); err != nil {
 		return nil, err
 	}
+	ok = true
 	adapter := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: SandboxSourceID, Clock: now})
 	for _, svc := range cat.Services() {
 		env.Sources[svc] = broker.Source{ID: SandboxSourceID, Adapter: adapter, Timeout: 2 * time.Second}
 	}
 	return env, nil
+}
+
+// RegistryFile is the registry's file name in the data directory.
+const RegistryFile = "registry.db"
+
+// openRegistry opens the registry, seeding the demo consumers and grants
+// when it holds no consumer yet (first start).
+func openRegistry(ctx context.Context, path string, cat *catalog.Catalog, now func() time.Time) (*boltreg.Store, error) {
+	reg, err := boltreg.Open(path, boltreg.Options{Catalog: cat, Clock: now})
+	if err != nil {
+		return nil, err
+	}
+	existing, err := reg.ListConsumers(ctx)
+	if err == nil && len(existing) == 0 {
+		consumers, grants := DemoData(cat, now())
+		_, err = reg.Import(ctx, consumers, grants)
+	}
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("dev: registry: %w", err)
+	}
+	return reg, nil
 }
 
 // serverTTL is the life of the dev server certificate, reissued at each start.

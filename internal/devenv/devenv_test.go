@@ -44,6 +44,7 @@ func startDev(t *testing.T, sourceTimeout time.Duration) *devBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = env.Registry.Close() })
 	for svc, src := range env.Sources {
 		src.Timeout = sourceTimeout
 		env.Sources[svc] = src

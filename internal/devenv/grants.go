@@ -48,9 +48,9 @@ var (
 // demoQuota is API particulier's default: 20 calls per second.
 var demoQuota = registry.Quota{RatePerSecond: 20, Burst: 40}
 
-// DemoRegistry returns the placeholder registry holding the demo
-// consumers and their grants, valid for a year from now.
-func DemoRegistry(cat *catalog.Catalog, now time.Time) *registry.Memory {
+// DemoData returns the demo consumers and their grants, valid for a year
+// from now.
+func DemoData(cat *catalog.Catalog, now time.Time) ([]registry.Consumer, []registry.Grant) {
 	from, to := now.Add(-time.Hour), now.AddDate(1, 0, 0)
 	var grants []registry.Grant
 	for _, svc := range cat.Services() {
@@ -77,5 +77,5 @@ func DemoRegistry(cat *catalog.Catalog, now time.Time) *registry.Memory {
 		{SIRET: FullConsumer.SIRET, Name: FullConsumer.Name, Status: registry.StatusActive},
 		{SIRET: LimitedConsumer.SIRET, Name: LimitedConsumer.Name, Status: registry.StatusActive},
 	}
-	return registry.NewMemory(consumers, grants)
+	return consumers, grants
 }

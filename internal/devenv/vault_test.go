@@ -47,6 +47,7 @@ func TestRotationsUnderLoadWithVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer env.Registry.Close()
 	revoked := certs.NewRevocations()
 	auditLog := &audit.Memory{}
 	b, err := broker.New(broker.Config{Catalog: cat, Sources: env.Sources, Registry: env.Registry, Audit: auditLog, Revocations: revoked})
