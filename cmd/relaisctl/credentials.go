@@ -162,45 +162,32 @@ func runRenew(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // CA and in the running broker at once.
 func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relaisctl credentials revoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	af := addAdminFlags(fs)
 	consumer := fs.String("consumer", "", "revoke every unexpired certificate of this SIRET (instead of a SERIAL argument)")
 	reason := fs.String("reason", "", "why, for the audit log (no personal data)")
-	addr := fs.String("admin-addr", "127.0.0.1:4444", "address of the broker's admin API")
-	opDir := fs.String("operator-dir", filepath.Join("relais-dev", "dev", "operators", "admin"), "the operator's credential directory (cert.pem, key.pem, ca.pem)")
-	serverName := fs.String("server-name", "localhost", "name the broker's certificate must carry")
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
-	}
-	req := &adminv1.RevokeCredentialRequest{Reason: *reason}
-	switch {
-	case *consumer != "" && fs.NArg() == 0:
-		req.Target = &adminv1.RevokeCredentialRequest_ConsumerSiret{ConsumerSiret: *consumer}
-	case *consumer == "" && fs.NArg() == 1:
-		req.Target = &adminv1.RevokeCredentialRequest_Serial{Serial: fs.Arg(0)}
-	default:
-		fmt.Fprintln(stderr, "relaisctl credentials revoke: give one SERIAL or --consumer SIRET")
-		return 2
-	}
-	_, conn, err := dialWith(*opDir, *addr, *serverName)
-	if err != nil {
-		fmt.Fprintf(stderr, "relaisctl credentials revoke: %v\n", err)
-		return 1
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := adminv1.NewCredentialAdminServiceClient(conn).RevokeCredential(ctx, req)
-	if err != nil {
-		fmt.Fprintf(stderr, "relaisctl credentials revoke: %s\n", describe(err))
-		return 1
-	}
-	if len(resp.GetSerials()) == 0 {
-		fmt.Fprintln(stdout, "nothing to revoke: no unexpired certificate")
-	}
-	for _, s := range resp.GetSerials() {
-		fmt.Fprintf(stdout, "revoked %s\n", s)
-	}
-	return 0
+	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+		req := &adminv1.RevokeCredentialRequest{Reason: *reason}
+		switch {
+		case *consumer != "" && fs.NArg() == 0:
+			req.Target = &adminv1.RevokeCredentialRequest_ConsumerSiret{ConsumerSiret: *consumer}
+		case *consumer == "" && fs.NArg() == 1:
+			req.Target = &adminv1.RevokeCredentialRequest_Serial{Serial: fs.Arg(0)}
+		default:
+			return usageError{"give one SERIAL or --consumer SIRET"}
+		}
+		resp, err := adminv1.NewCredentialAdminServiceClient(conn).RevokeCredential(ctx, req)
+		if err != nil {
+			return err
+		}
+		if len(resp.GetSerials()) == 0 {
+			fmt.Fprintln(out, "nothing to revoke: no unexpired certificate")
+		}
+		for _, s := range resp.GetSerials() {
+			fmt.Fprintf(out, "revoked %s\n", s)
+		}
+		return nil
+	}}
+	return runAdmin(ctx, "credentials revoke", c, args, stdout, stderr)
 }
 
 // dialWith connects to addr over mTLS with the credential in dir.

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/errcat"
 )
@@ -31,6 +34,12 @@ const usage = `usage: relaisctl <command> [flags]
 commands:
   scopes [-o table|json]       list every service, method and scope consumers can be granted
   errors [-o table|json]       list the error catalogue (reasons, gRPC codes, messages)
+  consumers add SIRET --name N [--contact 'Name <email>']
+  consumers list|show SIRET|suspend SIRET|resume SIRET
+                               manage the consuming bodies (admin API)
+  grants add --consumer SIRET --service S --scopes a,b --purpose code:label:legal basis --until DATE
+  grants list [--consumer S] [--service S] [--expiring 720h] | revoke ID | extend ID --until DATE
+                               manage habilitations (admin API)
   vault init                   set up the Vault PKI for Relais (idempotent)
   credentials issue            issue a certificate and its key (the CA makes the key)
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
@@ -64,6 +73,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return runCredentials(ctx, args[1], args[2:], stdout, stderr)
+	case "consumers", "grants":
+		if len(args) < 2 {
+			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl %s <command> [flags]\n", args[0])
+			return 2
+		}
+		if args[0] == "consumers" {
+			return runConsumers(ctx, args[1], args[2:], stdout, stderr)
+		}
+		return runGrants(ctx, args[1], args[2:], stdout, stderr)
 	case "issuer":
 		if len(args) < 2 || args[1] != "rotate" {
 			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl issuer rotate [flags]\n")
@@ -142,6 +160,15 @@ func printErrors(w io.Writer, output string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Reason, r.Code, r.Message)
 	}
 	return flush(tw)
+}
+
+func writeProtoJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
 }
 
 func writeJSON(w io.Writer, v any) int {
