@@ -23,6 +23,8 @@ import (
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/registry"
+	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/internal/devenv"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
@@ -401,4 +403,47 @@ func TestServerCertificateRotationUnderLoad(t *testing.T) {
 		t.Fatalf("%d distinct server certificates, %d failed calls of %d", len(serials), failures.Load(), calls.Load())
 	}
 	t.Logf("%d calls across 5 server certificate rotations, 0 failed", calls.Load())
+}
+
+// TestOverlappingGrantsAndNextCallEnforcement: two consumers, one of which
+// holds two overlapping grants on the same service; the scopes of grants
+// in force for the purpose add up, and a grant change (added, then
+// revoked) is enforced on the very next call.
+func TestOverlappingGrantsAndNextCallEnforcement(t *testing.T) {
+	d := startDev(t, 2*time.Second)
+	ctx := context.Background()
+	limited := d.dial(t, devenv.LimitedConsumer)
+	full := d.dial(t, devenv.FullConsumer)
+	fields := func(conn *grpc.ClientConn, purpose string) map[string]bool {
+		t.Helper()
+		resp, err := d.call(t, conn, fqService, zoe, purpose)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return setFields(resp)
+	}
+	if got := fields(limited, "aide_sociale_facultative"); got["children"] || !got["value"] {
+		t.Fatalf("limited before the second grant: %v", got)
+	}
+	extra, err := d.env.Registry.AddGrant(ctx, registry.Grant{
+		Consumer: devenv.LimitedConsumer.SIRET, Service: fqService, Scopes: scope.Of("family_quotient.children"),
+		Purposes:  []registry.Purpose{{Code: "aide_sociale_facultative", Label: "Aide facultative", LegalBasis: "CASF art. L123-5"}},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), Quota: registry.Quota{RatePerSecond: 20, Burst: 40},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fields(limited, "aide_sociale_facultative"); !got["children"] || !got["value"] || got["address"] {
+		t.Fatalf("limited with two overlapping grants: want value and children, got %v", got)
+	}
+	// The other consumer is untouched by the change.
+	if got := fields(full, "tarification_sociale"); !got["address"] || !got["children"] {
+		t.Fatalf("full consumer: %v", got)
+	}
+	if _, err := d.env.Registry.RevokeGrant(ctx, extra.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := fields(limited, "aide_sociale_facultative"); got["children"] {
+		t.Fatalf("revoked grant still honoured on the next call: %v", got)
+	}
 }
