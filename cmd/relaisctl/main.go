@@ -40,6 +40,8 @@ commands:
   grants add --consumer SIRET --service S --scopes a,b --purpose code:label:legal basis --until DATE
   grants list [--consumer S] [--service S] [--expiring 720h] | revoke ID | extend ID --until DATE
                                manage habilitations (admin API)
+  apply -f grants.yaml [--dry-run]
+                               make the listed consumers' grants match a declarative file, showing the diff
   vault init                   set up the Vault PKI for Relais (idempotent)
   credentials issue            issue a certificate and its key (the CA makes the key)
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runConsumers(ctx, args[1], args[2:], stdout, stderr)
 		}
 		return runGrants(ctx, args[1], args[2:], stdout, stderr)
+	case "apply":
+		return runApply(ctx, args[1:], stdout, stderr)
 	case "issuer":
 		if len(args) < 2 || args[1] != "rotate" {
 			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl issuer rotate [flags]\n")

@@ -81,3 +81,62 @@ func TestOnboardingWithRelaisctl(t *testing.T) {
 		t.Fatalf("grants list -o json:\n%s", out)
 	}
 }
+
+// TestApplyGrantsFile manages rights as code: a dry run shows the diff
+// and changes nothing, apply makes it, a second apply finds nothing to do,
+// and a grant dropped from the file is revoked.
+func TestApplyGrantsFile(t *testing.T) {
+	t.Parallel()
+	d := startDev(t)
+	admin := fmt.Sprintf("--admin-addr %s --operator-dir %s", d.adminAddr, filepath.Join(d.dataDir, "dev", "operators", "admin"))
+	until := time.Now().AddDate(1, 0, 0).Format(time.DateOnly)
+	file := filepath.Join(t.TempDir(), "grants.yaml")
+	write := func(withSecond bool) {
+		body := `consumers:
+  - siret: "21750000500012"
+    name: CCAS de Test-sur-Mer
+    contacts: [{name: Direction, email: direction@ccas-test.example}]
+    grants:
+      - service: relais.healthcover.v1.SolidarityHealthCoverService
+        scopes: [solidarity_health_cover.status]
+        purposes: [{code: aide_sociale_facultative, label: Aide facultative, legal_basis: "CASF art. L123-5"}]
+        until: ` + until + `
+        quota: {rate_per_second: 10, burst: 20}
+`
+		if withSecond {
+			body += `      - service: relais.familyquotient.v1.FamilyQuotientService
+        scopes: [family_quotient.value]
+        purposes: [{code: aide_sociale_facultative, label: Aide facultative, legal_basis: "CASF art. L123-5"}]
+        until: ` + until + `
+        quota: {rate_per_second: 10, burst: 20}
+`
+		}
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(true)
+	out, err := shell(t, "relaisctl apply --dry-run -f "+file+" "+admin)
+	if err != nil || !strings.Contains(out, "+ consumer 21750000500012") || strings.Count(out, "+ grant") != 2 || !strings.Contains(out, "dry run") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if out, _ := shell(t, "relaisctl consumers show 21750000500012 "+admin+" 2>&1"); !strings.Contains(out, "NotFound") {
+		t.Fatalf("the dry run changed the registry:\n%s", out)
+	}
+	if out, err := shell(t, "relaisctl apply -f "+file+" "+admin); err != nil || !strings.Contains(out, "applied 3 changes") {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	if out, err := shell(t, "relaisctl apply -f "+file+" "+admin); err != nil || strings.TrimSpace(out) != "no changes" {
+		t.Fatalf("second apply: %v\n%s", err, out)
+	}
+	write(false)
+	out, err = shell(t, "relaisctl apply -f "+file+" "+admin)
+	if err != nil || !strings.Contains(out, "- grant g-") || !strings.Contains(out, "FamilyQuotientService") {
+		t.Fatalf("apply without the second grant: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("consumers:\n  - siret: \"21750000500012\"\n    nom: typo\n"), 0o600)
+	if out, err := shell(t, "relaisctl apply -f "+bad+" "+admin+" 2>&1"); err == nil || !strings.Contains(out, "line 3") {
+		t.Fatalf("unknown key: %v\n%s", err, out)
+	}
+}
