@@ -37,8 +37,12 @@ type Config struct {
 	Issuer Revoker
 	// Revocations is the broker's live set, updated at once.
 	Revocations *certs.Revocations
-	// Registry, when set, serves the consumer and grant services.
+	// Registry, when set, serves the consumer and grant services and the
+	// credential records.
 	Registry registry.Store
+	// Sources describes the typed services and their adapters, for
+	// SourceAdminService.
+	Sources []SourceInfo
 	Audit    audit.Recorder
 	Logger   *slog.Logger
 	Clock    func() time.Time
@@ -78,6 +82,7 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		adminv1.RegisterConsumerAdminServiceServer(srv, &consumers{reg: s.cfg.Registry})
 		adminv1.RegisterGrantAdminServiceServer(srv, &grants{reg: s.cfg.Registry})
 	}
+	adminv1.RegisterSourceAdminServiceServer(srv, &sources{list: s.cfg.Sources})
 	return srv
 }
 
@@ -120,8 +125,11 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	if verr := errcat.Validate(s.validator, msg); verr != nil {
 		return nil, verr
 	}
-	return h(ctx, req)
+	return h(context.WithValue(ctx, operatorKey{}, cred.Identity.ID), req)
 }
+
+// operatorKey carries the authenticated operator id to the handlers.
+type operatorKey struct{}
 
 // RevokeCredential revokes in the broker first (effective at the next
 // call), then in the CA. A CA failure is reported — the broker keeps

@@ -43,6 +43,10 @@ type Config struct {
 	// certs.DefaultTTL when zero.
 	TTL   time.Duration
 	Clock func() time.Time
+	// Records, when set, receives a record of each renewed certificate.
+	Records interface {
+		PutCredential(ctx context.Context, r registry.CredentialRecord) error
+	}
 }
 
 // Server implements credentialsv1.CredentialServiceServer.
@@ -121,6 +125,14 @@ func (s *Server) renew(ctx context.Context, req *credentialsv1.RenewRequest, rec
 		return nil, errcat.Wrap(errcat.IssuerUnavailable, err)
 	case err != nil:
 		return nil, errcat.Wrap(errcat.Internal, fmt.Errorf("sign: %w", err))
+	}
+	if s.cfg.Records != nil {
+		// Best effort: the certificate is issued; a missing record only
+		// hides it from `relaisctl credentials list`.
+		_ = s.cfg.Records.PutCredential(ctx, registry.CredentialRecord{
+			Serial: issued.Serial, Kind: string(identity.KindConsumer), Subject: consumer.SIRET,
+			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, Status: registry.CredentialActive, IssuedBy: "renewal",
+		})
 	}
 	return &credentialsv1.RenewResponse{
 		CertificatePem: string(issued.CertPEM),

@@ -32,8 +32,10 @@ func runCredentials(ctx context.Context, verb string, args []string, stdout, std
 		return runRenew(ctx, args, stdout, stderr)
 	case "revoke":
 		return runRevoke(ctx, args, stdout, stderr)
+	case "list":
+		return runCredentialsList(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "relaisctl: unknown credentials command %q (issue, sign, renew, revoke)\n", verb)
+		fmt.Fprintf(stderr, "relaisctl: unknown credentials command %q (issue, sign, renew, revoke, list)\n", verb)
 		return 2
 	}
 }
@@ -44,6 +46,8 @@ func runIssue(ctx context.Context, verb string, args []string, stdout, stderr io
 	fs := flag.NewFlagSet("relaisctl credentials "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	ca := addCAFlags(fs)
+	af := addAdminFlags(fs)
+	record := fs.Bool("record", true, "record the certificate in the broker's registry through the admin API (best effort)")
 	consumer := fs.String("consumer", "", "SIRET of the consumer the certificate is for")
 	operator := fs.String("operator", "", "id of the operator the certificate is for (instead of --consumer)")
 	name := fs.String("name", "", "name in the certificate subject (the body's name); defaults to the id")
@@ -103,6 +107,9 @@ func runIssue(ctx context.Context, verb string, args []string, stdout, stderr io
 	}
 	fmt.Fprintf(stdout, "issued %s for %s, serial %s, valid until %s\n", filepath.Join(*out, certs.CertFile),
 		identity.URI(req.Kind, req.ID), cred.Serial, cred.NotAfter.UTC().Format(time.RFC3339))
+	if *record {
+		recordIssued(ctx, af, cred.CertPEM, stderr)
+	}
 	return 0
 }
 

@@ -47,6 +47,8 @@ commands:
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
   credentials renew            renew a consumer credential through the broker (consumer side)
   credentials revoke           revoke a certificate, or all of a consumer's, in the CA and the broker at once
+  credentials list             list the certificates recorded in the registry (admin API)
+  sources list                 list the typed services and their source adapters (admin API)
   issuer rotate                start a new intermediate issuing CA (Vault); old certificates stay valid
   version                      print the version
 
@@ -84,6 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runConsumers(ctx, args[1], args[2:], stdout, stderr)
 		}
 		return runGrants(ctx, args[1], args[2:], stdout, stderr)
+	case "sources":
+		if len(args) < 2 {
+			fmt.Fprintln(stderr, "relaisctl: usage: relaisctl sources list [flags]")
+			return 2
+		}
+		return runSources(ctx, args[1], args[2:], stdout, stderr)
 	case "apply":
 		return runApply(ctx, args[1:], stdout, stderr)
 	case "issuer":

@@ -121,11 +121,16 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	renew, err := renewal.New(renewal.Config{Signer: env.CA, Registry: env.Registry, Catalog: cat, Audit: auditLog, Revocations: revoked})
+	renew, err := renewal.New(renewal.Config{Signer: env.CA, Registry: env.Registry, Records: env.Registry, Catalog: cat, Audit: auditLog, Revocations: revoked})
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Registry: env.Registry, Audit: auditLog, Logger: logger})
+	var sourceInfo []admin.SourceInfo
+	for _, svc := range cat.Services() {
+		src := env.Sources[svc]
+		sourceInfo = append(sourceInfo, admin.SourceInfo{Service: svc, ID: src.ID, Timeout: src.Timeout})
+	}
+	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Registry: env.Registry, Sources: sourceInfo, Audit: auditLog, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,17 @@ func TestOnboardingWithRelaisctl(t *testing.T) {
 		t.Fatalf("no grant id in:\n%s", out)
 	}
 	cred := t.TempDir()
-	run(fmt.Sprintf("relaisctl credentials issue --dev-ca %s --consumer %s --name 'Mairie de Paris-Test' --out %s", filepath.Join(d.dataDir, "dev"), siret, cred))
+	out = run(fmt.Sprintf("relaisctl credentials issue --dev-ca %s --consumer %s --name 'Mairie de Paris-Test' --out %s %s 2>&1", filepath.Join(d.dataDir, "dev"), siret, cred, admin))
+	serial := regexp.MustCompile(`serial ([0-9a-f]+)`).FindStringSubmatch(out)
+	if serial == nil || strings.Contains(out, "warning") {
+		t.Fatalf("issue: %s", out)
+	}
+	if out := run("relaisctl credentials list --consumer " + siret + " " + admin); !strings.Contains(out, serial[1]) || !strings.Contains(out, "active") || !strings.Contains(out, "admin") {
+		t.Fatalf("credentials list does not show the issued certificate:\n%s", out)
+	}
+	if out := run("relaisctl sources list " + admin); strings.Count(out, "serving") != 5 {
+		t.Fatalf("sources list:\n%s", out)
+	}
 
 	call := strings.Replace(d.firstCall, filepath.Join(d.dataDir, "dev", "consumers", "mairie-exemple", "cert.pem"), filepath.Join(cred, "cert.pem"), 1)
 	call = strings.Replace(call, filepath.Join(d.dataDir, "dev", "consumers", "mairie-exemple", "key.pem"), filepath.Join(cred, "key.pem"), 1)

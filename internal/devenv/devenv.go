@@ -18,6 +18,7 @@ import (
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/identity"
+	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/certs"
 )
@@ -199,7 +200,13 @@ func (e *Env) ensureClient(ctx context.Context, kind identity.Kind, id, name, di
 	if err != nil {
 		return err
 	}
-	return certs.WriteCredential(dir, cred, bundle)
+	if err := certs.WriteCredential(dir, cred, bundle); err != nil {
+		return err
+	}
+	return e.Registry.PutCredential(ctx, registry.CredentialRecord{
+		Serial: cred.Serial, Kind: string(kind), Subject: id, NotBefore: cred.NotBefore, NotAfter: cred.NotAfter,
+		Status: registry.CredentialActive, IssuedBy: "relaisd dev",
+	})
 }
 
 func (e *Env) stillValid(dir string, until time.Time) bool {

@@ -15,6 +15,8 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -26,6 +28,438 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Credential is a certificate record.
+type Credential struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// kind is "consumer" or "operator"; subject the SIRET or operator id.
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Subject   string                 `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// status is "active" or "revoked".
+	Status    string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// issued_by is the operator id, "renewal" or "relaisd dev".
+	IssuedBy      string `protobuf:"bytes,8,opt,name=issued_by,json=issuedBy,proto3" json:"issued_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credential) Reset() {
+	*x = Credential{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credential) ProtoMessage() {}
+
+func (x *Credential) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credential.ProtoReflect.Descriptor instead.
+func (*Credential) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Credential) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Credential) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Credential) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Credential) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Credential) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *Credential) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Credential) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Credential) GetIssuedBy() string {
+	if x != nil {
+		return x.IssuedBy
+	}
+	return ""
+}
+
+type ListCredentialsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subject filters on a SIRET or operator id; empty lists all.
+	Subject       string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsRequest) Reset() {
+	*x = ListCredentialsRequest{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsRequest) ProtoMessage() {}
+
+func (x *ListCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListCredentialsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+type ListCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credentials   []*Credential          `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsResponse) Reset() {
+	*x = ListCredentialsResponse{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsResponse) ProtoMessage() {}
+
+func (x *ListCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListCredentialsResponse) GetCredentials() []*Credential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type RecordCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate_pem is the issued leaf; the record is derived from it.
+	CertificatePem string `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecordCredentialRequest) Reset() {
+	*x = RecordCredentialRequest{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordCredentialRequest) ProtoMessage() {}
+
+func (x *RecordCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RecordCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RecordCredentialRequest) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+type RecordCredentialResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credential    *Credential            `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordCredentialResponse) Reset() {
+	*x = RecordCredentialResponse{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordCredentialResponse) ProtoMessage() {}
+
+func (x *RecordCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordCredentialResponse.ProtoReflect.Descriptor instead.
+func (*RecordCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RecordCredentialResponse) GetCredential() *Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+type ListSourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesRequest) Reset() {
+	*x = ListSourcesRequest{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesRequest) ProtoMessage() {}
+
+func (x *ListSourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListSourcesRequest) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+// Source is a typed service and the adapter behind it.
+type Source struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	SourceId string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	Timeout  *durationpb.Duration   `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// status is "serving" or "not_configured".
+	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Source) Reset() {
+	*x = Source{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Source) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Source) ProtoMessage() {}
+
+func (x *Source) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Source.ProtoReflect.Descriptor instead.
+func (*Source) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Source) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Source) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+func (x *Source) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Source) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type ListSourcesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sources       []*Source              `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesResponse) Reset() {
+	*x = ListSourcesResponse{}
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesResponse) ProtoMessage() {}
+
+func (x *ListSourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListSourcesResponse) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListSourcesResponse) GetSources() []*Source {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
 
 // RevokeCredentialRequest names what to revoke.
 type RevokeCredentialRequest struct {
@@ -43,7 +477,7 @@ type RevokeCredentialRequest struct {
 
 func (x *RevokeCredentialRequest) Reset() {
 	*x = RevokeCredentialRequest{}
-	mi := &file_relais_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -55,7 +489,7 @@ func (x *RevokeCredentialRequest) String() string {
 func (*RevokeCredentialRequest) ProtoMessage() {}
 
 func (x *RevokeCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -68,7 +502,7 @@ func (x *RevokeCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCredentialRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeCredentialRequest) GetTarget() isRevokeCredentialRequest_Target {
@@ -132,7 +566,7 @@ type RevokeCredentialResponse struct {
 
 func (x *RevokeCredentialResponse) Reset() {
 	*x = RevokeCredentialResponse{}
-	mi := &file_relais_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +578,7 @@ func (x *RevokeCredentialResponse) String() string {
 func (*RevokeCredentialResponse) ProtoMessage() {}
 
 func (x *RevokeCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_relais_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +591,7 @@ func (x *RevokeCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCredentialResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_relais_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RevokeCredentialResponse) GetSerials() []string {
@@ -171,16 +605,50 @@ var File_relais_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_relais_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1brelais/admin/v1/admin.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\"\xdd\x01\n" +
+	"\x1brelais/admin/v1/admin.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n" +
+	"\n" +
+	"Credential\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x129\n" +
+	"\n" +
+	"not_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\x129\n" +
+	"\n" +
+	"revoked_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1b\n" +
+	"\tissued_by\x18\b \x01(\tR\bissuedBy\";\n" +
+	"\x16ListCredentialsRequest\x12!\n" +
+	"\asubject\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\asubject\"X\n" +
+	"\x17ListCredentialsResponse\x12=\n" +
+	"\vcredentials\x18\x01 \x03(\v2\x1b.relais.admin.v1.CredentialR\vcredentials\"O\n" +
+	"\x17RecordCredentialRequest\x124\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\tB\v\xbaH\br\x06\x10\x01\x18\x80\x80\x01R\x0ecertificatePem\"W\n" +
+	"\x18RecordCredentialResponse\x12;\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1b.relais.admin.v1.CredentialR\n" +
+	"credential\"\x14\n" +
+	"\x12ListSourcesRequest\"\x8c\x01\n" +
+	"\x06Source\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
+	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\"H\n" +
+	"\x13ListSourcesResponse\x121\n" +
+	"\asources\x18\x01 \x03(\v2\x17.relais.admin.v1.SourceR\asources\"\xdd\x01\n" +
 	"\x17RevokeCredentialRequest\x12R\n" +
 	"\x06serial\x18\x01 \x01(\tB8\xbaH5r321^[0-9a-fA-F]{2}([0-9a-fA-F:]{0,126}[0-9a-fA-F])?$H\x00R\x06serial\x12;\n" +
 	"\x0econsumer_siret\x18\x02 \x01(\tB\x12\xbaH\x0fr\r2\v^[0-9]{14}$H\x00R\rconsumerSiret\x12 \n" +
 	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reasonB\x0f\n" +
 	"\x06target\x12\x05\xbaH\x02\b\x01\"4\n" +
 	"\x18RevokeCredentialResponse\x12\x18\n" +
-	"\aserials\x18\x01 \x03(\tR\aserials2\x81\x01\n" +
+	"\aserials\x18\x01 \x03(\tR\aserials2\xd0\x02\n" +
 	"\x16CredentialAdminService\x12g\n" +
-	"\x10RevokeCredential\x12(.relais.admin.v1.RevokeCredentialRequest\x1a).relais.admin.v1.RevokeCredentialResponseB?Z=github.com/relais-broker/relais/proto/relais/admin/v1;adminv1b\x06proto3"
+	"\x10RevokeCredential\x12(.relais.admin.v1.RevokeCredentialRequest\x1a).relais.admin.v1.RevokeCredentialResponse\x12d\n" +
+	"\x0fListCredentials\x12'.relais.admin.v1.ListCredentialsRequest\x1a(.relais.admin.v1.ListCredentialsResponse\x12g\n" +
+	"\x10RecordCredential\x12(.relais.admin.v1.RecordCredentialRequest\x1a).relais.admin.v1.RecordCredentialResponse2n\n" +
+	"\x12SourceAdminService\x12X\n" +
+	"\vListSources\x12#.relais.admin.v1.ListSourcesRequest\x1a$.relais.admin.v1.ListSourcesResponseB?Z=github.com/relais-broker/relais/proto/relais/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_relais_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -194,19 +662,42 @@ func file_relais_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_relais_admin_v1_admin_proto_rawDescData
 }
 
-var file_relais_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_relais_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_relais_admin_v1_admin_proto_goTypes = []any{
-	(*RevokeCredentialRequest)(nil),  // 0: relais.admin.v1.RevokeCredentialRequest
-	(*RevokeCredentialResponse)(nil), // 1: relais.admin.v1.RevokeCredentialResponse
+	(*Credential)(nil),               // 0: relais.admin.v1.Credential
+	(*ListCredentialsRequest)(nil),   // 1: relais.admin.v1.ListCredentialsRequest
+	(*ListCredentialsResponse)(nil),  // 2: relais.admin.v1.ListCredentialsResponse
+	(*RecordCredentialRequest)(nil),  // 3: relais.admin.v1.RecordCredentialRequest
+	(*RecordCredentialResponse)(nil), // 4: relais.admin.v1.RecordCredentialResponse
+	(*ListSourcesRequest)(nil),       // 5: relais.admin.v1.ListSourcesRequest
+	(*Source)(nil),                   // 6: relais.admin.v1.Source
+	(*ListSourcesResponse)(nil),      // 7: relais.admin.v1.ListSourcesResponse
+	(*RevokeCredentialRequest)(nil),  // 8: relais.admin.v1.RevokeCredentialRequest
+	(*RevokeCredentialResponse)(nil), // 9: relais.admin.v1.RevokeCredentialResponse
+	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 11: google.protobuf.Duration
 }
 var file_relais_admin_v1_admin_proto_depIdxs = []int32{
-	0, // 0: relais.admin.v1.CredentialAdminService.RevokeCredential:input_type -> relais.admin.v1.RevokeCredentialRequest
-	1, // 1: relais.admin.v1.CredentialAdminService.RevokeCredential:output_type -> relais.admin.v1.RevokeCredentialResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	10, // 0: relais.admin.v1.Credential.not_before:type_name -> google.protobuf.Timestamp
+	10, // 1: relais.admin.v1.Credential.not_after:type_name -> google.protobuf.Timestamp
+	10, // 2: relais.admin.v1.Credential.revoked_at:type_name -> google.protobuf.Timestamp
+	0,  // 3: relais.admin.v1.ListCredentialsResponse.credentials:type_name -> relais.admin.v1.Credential
+	0,  // 4: relais.admin.v1.RecordCredentialResponse.credential:type_name -> relais.admin.v1.Credential
+	11, // 5: relais.admin.v1.Source.timeout:type_name -> google.protobuf.Duration
+	6,  // 6: relais.admin.v1.ListSourcesResponse.sources:type_name -> relais.admin.v1.Source
+	8,  // 7: relais.admin.v1.CredentialAdminService.RevokeCredential:input_type -> relais.admin.v1.RevokeCredentialRequest
+	1,  // 8: relais.admin.v1.CredentialAdminService.ListCredentials:input_type -> relais.admin.v1.ListCredentialsRequest
+	3,  // 9: relais.admin.v1.CredentialAdminService.RecordCredential:input_type -> relais.admin.v1.RecordCredentialRequest
+	5,  // 10: relais.admin.v1.SourceAdminService.ListSources:input_type -> relais.admin.v1.ListSourcesRequest
+	9,  // 11: relais.admin.v1.CredentialAdminService.RevokeCredential:output_type -> relais.admin.v1.RevokeCredentialResponse
+	2,  // 12: relais.admin.v1.CredentialAdminService.ListCredentials:output_type -> relais.admin.v1.ListCredentialsResponse
+	4,  // 13: relais.admin.v1.CredentialAdminService.RecordCredential:output_type -> relais.admin.v1.RecordCredentialResponse
+	7,  // 14: relais.admin.v1.SourceAdminService.ListSources:output_type -> relais.admin.v1.ListSourcesResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_relais_admin_v1_admin_proto_init() }
@@ -214,7 +705,7 @@ func file_relais_admin_v1_admin_proto_init() {
 	if File_relais_admin_v1_admin_proto != nil {
 		return
 	}
-	file_relais_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{
+	file_relais_admin_v1_admin_proto_msgTypes[8].OneofWrappers = []any{
 		(*RevokeCredentialRequest_Serial)(nil),
 		(*RevokeCredentialRequest_ConsumerSiret)(nil),
 	}
@@ -224,9 +715,9 @@ func file_relais_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relais_admin_v1_admin_proto_rawDesc), len(file_relais_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_relais_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_relais_admin_v1_admin_proto_depIdxs,

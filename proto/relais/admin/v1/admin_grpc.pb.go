@@ -25,6 +25,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	CredentialAdminService_RevokeCredential_FullMethodName = "/relais.admin.v1.CredentialAdminService/RevokeCredential"
+	CredentialAdminService_ListCredentials_FullMethodName  = "/relais.admin.v1.CredentialAdminService/ListCredentials"
+	CredentialAdminService_RecordCredential_FullMethodName = "/relais.admin.v1.CredentialAdminService/RecordCredential"
 )
 
 // CredentialAdminServiceClient is the client API for CredentialAdminService service.
@@ -39,6 +41,11 @@ type CredentialAdminServiceClient interface {
 	// certificates from the next call on, before the issuer's CRL is even
 	// refreshed.
 	RevokeCredential(ctx context.Context, in *RevokeCredentialRequest, opts ...grpc.CallOption) (*RevokeCredentialResponse, error)
+	// ListCredentials lists the credential records of the registry.
+	ListCredentials(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error)
+	// RecordCredential records a certificate issued outside the broker
+	// (relaisctl issuing straight from Vault), so that it is listed.
+	RecordCredential(ctx context.Context, in *RecordCredentialRequest, opts ...grpc.CallOption) (*RecordCredentialResponse, error)
 }
 
 type credentialAdminServiceClient struct {
@@ -59,6 +66,26 @@ func (c *credentialAdminServiceClient) RevokeCredential(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *credentialAdminServiceClient) ListCredentials(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCredentialsResponse)
+	err := c.cc.Invoke(ctx, CredentialAdminService_ListCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *credentialAdminServiceClient) RecordCredential(ctx context.Context, in *RecordCredentialRequest, opts ...grpc.CallOption) (*RecordCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordCredentialResponse)
+	err := c.cc.Invoke(ctx, CredentialAdminService_RecordCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CredentialAdminServiceServer is the server API for CredentialAdminService service.
 // All implementations must embed UnimplementedCredentialAdminServiceServer
 // for forward compatibility.
@@ -71,6 +98,11 @@ type CredentialAdminServiceServer interface {
 	// certificates from the next call on, before the issuer's CRL is even
 	// refreshed.
 	RevokeCredential(context.Context, *RevokeCredentialRequest) (*RevokeCredentialResponse, error)
+	// ListCredentials lists the credential records of the registry.
+	ListCredentials(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error)
+	// RecordCredential records a certificate issued outside the broker
+	// (relaisctl issuing straight from Vault), so that it is listed.
+	RecordCredential(context.Context, *RecordCredentialRequest) (*RecordCredentialResponse, error)
 	mustEmbedUnimplementedCredentialAdminServiceServer()
 }
 
@@ -83,6 +115,12 @@ type UnimplementedCredentialAdminServiceServer struct{}
 
 func (UnimplementedCredentialAdminServiceServer) RevokeCredential(context.Context, *RevokeCredentialRequest) (*RevokeCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeCredential not implemented")
+}
+func (UnimplementedCredentialAdminServiceServer) ListCredentials(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCredentials not implemented")
+}
+func (UnimplementedCredentialAdminServiceServer) RecordCredential(context.Context, *RecordCredentialRequest) (*RecordCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordCredential not implemented")
 }
 func (UnimplementedCredentialAdminServiceServer) mustEmbedUnimplementedCredentialAdminServiceServer() {
 }
@@ -124,6 +162,42 @@ func _CredentialAdminService_RevokeCredential_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CredentialAdminService_ListCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialAdminServiceServer).ListCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CredentialAdminService_ListCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialAdminServiceServer).ListCredentials(ctx, req.(*ListCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CredentialAdminService_RecordCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialAdminServiceServer).RecordCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CredentialAdminService_RecordCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialAdminServiceServer).RecordCredential(ctx, req.(*RecordCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CredentialAdminService_ServiceDesc is the grpc.ServiceDesc for CredentialAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -134,6 +208,122 @@ var CredentialAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeCredential",
 			Handler:    _CredentialAdminService_RevokeCredential_Handler,
+		},
+		{
+			MethodName: "ListCredentials",
+			Handler:    _CredentialAdminService_ListCredentials_Handler,
+		},
+		{
+			MethodName: "RecordCredential",
+			Handler:    _CredentialAdminService_RecordCredential_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "relais/admin/v1/admin.proto",
+}
+
+const (
+	SourceAdminService_ListSources_FullMethodName = "/relais.admin.v1.SourceAdminService/ListSources"
+)
+
+// SourceAdminServiceClient is the client API for SourceAdminService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// SourceAdminService shows the configured source adapters.
+type SourceAdminServiceClient interface {
+	// ListSources lists each typed service with its source and status.
+	ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error)
+}
+
+type sourceAdminServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewSourceAdminServiceClient(cc grpc.ClientConnInterface) SourceAdminServiceClient {
+	return &sourceAdminServiceClient{cc}
+}
+
+func (c *sourceAdminServiceClient) ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSourcesResponse)
+	err := c.cc.Invoke(ctx, SourceAdminService_ListSources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SourceAdminServiceServer is the server API for SourceAdminService service.
+// All implementations must embed UnimplementedSourceAdminServiceServer
+// for forward compatibility.
+//
+// SourceAdminService shows the configured source adapters.
+type SourceAdminServiceServer interface {
+	// ListSources lists each typed service with its source and status.
+	ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error)
+	mustEmbedUnimplementedSourceAdminServiceServer()
+}
+
+// UnimplementedSourceAdminServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedSourceAdminServiceServer struct{}
+
+func (UnimplementedSourceAdminServiceServer) ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSources not implemented")
+}
+func (UnimplementedSourceAdminServiceServer) mustEmbedUnimplementedSourceAdminServiceServer() {}
+func (UnimplementedSourceAdminServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeSourceAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SourceAdminServiceServer will
+// result in compilation errors.
+type UnsafeSourceAdminServiceServer interface {
+	mustEmbedUnimplementedSourceAdminServiceServer()
+}
+
+func RegisterSourceAdminServiceServer(s grpc.ServiceRegistrar, srv SourceAdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedSourceAdminServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&SourceAdminService_ServiceDesc, srv)
+}
+
+func _SourceAdminService_ListSources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SourceAdminServiceServer).ListSources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SourceAdminService_ListSources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SourceAdminServiceServer).ListSources(ctx, req.(*ListSourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// SourceAdminService_ServiceDesc is the grpc.ServiceDesc for SourceAdminService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var SourceAdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "relais.admin.v1.SourceAdminService",
+	HandlerType: (*SourceAdminServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListSources",
+			Handler:    _SourceAdminService_ListSources_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
