@@ -43,9 +43,9 @@ type Config struct {
 	// Sources describes the typed services and their adapters, for
 	// SourceAdminService.
 	Sources []SourceInfo
-	Audit    audit.Recorder
-	Logger   *slog.Logger
-	Clock    func() time.Time
+	Audit   audit.Recorder
+	Logger  *slog.Logger
+	Clock   func() time.Time
 }
 
 // Server implements the admin services.
