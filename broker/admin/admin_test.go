@@ -2,22 +2,18 @@ package admin_test
 
 import (
 	"context"
-	"crypto/x509"
-	"net"
 	"slices"
 	"testing"
-	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/internal/tlstest"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
@@ -25,70 +21,28 @@ const siretA = "21990000100005"
 
 type env struct {
 	addr    string
-	ca      *certs.DevCA
-	roots   *x509.CertPool
+	pki     *tlstest.PKI
 	revoked *certs.Revocations
 	audit   *audit.Memory
 }
 
 func start(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	ca, err := certs.OpenDevCA(t.TempDir(), nil)
+	e := &env{pki: tlstest.New(t), revoked: certs.NewRevocations(), audit: &audit.Memory{}}
+	s, err := admin.New(admin.Config{Issuer: e.pki.CA, Revocations: e.revoked, Audit: e.audit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle, _ := ca.TrustBundle(ctx)
-	e := &env{ca: ca, roots: x509.NewCertPool(), revoked: certs.NewRevocations(), audit: &audit.Memory{}}
-	e.roots.AppendCertsFromPEM(bundle)
-	trust := certs.NewTrustPool()
-	if err := trust.Set(bundle); err != nil {
-		t.Fatal(err)
-	}
-	srvCred, err := ca.IssueServer(ctx, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert := certs.NewCertSource()
-	if err := srvCert.Set(srvCred.FullChainPEM(), srvCred.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
-	s, err := admin.New(admin.Config{Issuer: ca, Revocations: e.revoked, Audit: e.audit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := s.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(srvCert, trust, certs.RejectRevoked(e.revoked)))))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = lis.Addr().String()
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	e.addr = tlstest.Serve(t, s.NewGRPCServer(e.pki.ServerCreds(certs.RejectRevoked(e.revoked))))
 	return e
 }
 
 func (e *env) issue(t *testing.T, kind identity.Kind, id string) *certs.Credential {
-	t.Helper()
-	cred, err := e.ca.IssueClient(context.Background(), certs.ClientRequest{Kind: kind, ID: id, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cred
+	return e.pki.Issue(t, kind, id)
 }
 
 func (e *env) client(t *testing.T, cred *certs.Credential) adminv1.CredentialAdminServiceClient {
-	t.Helper()
-	src := certs.NewCertSource()
-	if err := src.Set(cred.FullChainPEM(), cred.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig(src, e.roots, "localhost"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return adminv1.NewCredentialAdminServiceClient(conn)
+	return adminv1.NewCredentialAdminServiceClient(e.pki.Dial(t, e.addr, cred))
 }
 
 func reasonOf(err error) (codes.Code, string, []*errdetails.BadRequest_FieldViolation) {
@@ -120,7 +74,7 @@ func TestRevokeBySerialAndByConsumer(t *testing.T) {
 	if !slices.Equal(resp.GetSerials(), []string{a1.Serial}) || !e.revoked.IsRevoked(a1.Serial) || e.revoked.IsRevoked(a2.Serial) {
 		t.Fatalf("by serial: %v", resp.GetSerials())
 	}
-	inCA, _ := e.ca.RevokedSerials(context.Background())
+	inCA, _ := e.pki.CA.RevokedSerials(context.Background())
 	if !slices.Contains(inCA, a1.Serial) {
 		t.Fatal("revoked in the broker but not in the CA")
 	}

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -30,6 +29,7 @@ import (
 	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/certs/renewer"
+	"github.com/relais-broker/relais/internal/tlstest"
 	credentialsv1 "github.com/relais-broker/relais/proto/relais/credentials/v1"
 	healthcoverv1 "github.com/relais-broker/relais/proto/relais/healthcover/v1"
 )
@@ -43,36 +43,16 @@ const (
 
 type env struct {
 	addr    string
-	ca      *certs.DevCA
-	roots   *x509.CertPool
+	pki     *tlstest.PKI
 	revoked *certs.Revocations
 	audit   *audit.Memory
 }
 
 // start serves the broker's data API with the renewal service over mTLS,
-// with a dev CA as issuer and a registry where A's grant ends in 3 days.
+// with a dev CA as issuer and a registry where A's grant ends at grantEnd.
 func start(t *testing.T, grantEnd time.Time) *env {
 	t.Helper()
-	ctx := context.Background()
-	ca, err := certs.OpenDevCA(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, _ := ca.TrustBundle(ctx)
-	e := &env{ca: ca, roots: x509.NewCertPool(), revoked: certs.NewRevocations(), audit: &audit.Memory{}}
-	e.roots.AppendCertsFromPEM(bundle)
-	trust := certs.NewTrustPool()
-	if err := trust.Set(bundle); err != nil {
-		t.Fatal(err)
-	}
-	srvCred, err := ca.IssueServer(ctx, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert := certs.NewCertSource()
-	if err := srvCert.Set(srvCred.FullChainPEM(), srvCred.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
+	e := &env{pki: tlstest.New(t), revoked: certs.NewRevocations(), audit: &audit.Memory{}}
 	now := time.Now()
 	reg := registry.NewMemory(
 		[]registry.Consumer{
@@ -89,38 +69,21 @@ func start(t *testing.T, grantEnd time.Time) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ren, err := renewal.New(renewal.Config{Signer: ca, Registry: reg, Audit: e.audit, Revocations: e.revoked, TTL: 7 * 24 * time.Hour})
+	ren, err := renewal.New(renewal.Config{Signer: e.pki.CA, Registry: reg, Audit: e.audit, Revocations: e.revoked, TTL: 7 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(srvCert, trust, certs.RejectRevoked(e.revoked)))))
+	srv, _ := b.NewGRPCServer(e.pki.ServerCreds(certs.RejectRevoked(e.revoked)))
 	credentialsv1.RegisterCredentialServiceServer(srv, ren)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = lis.Addr().String()
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	e.addr = tlstest.Serve(t, srv)
 	return e
 }
 
 // client dials as a fresh credential of siret, returning its cert source.
-func (e *env) client(t *testing.T, siret string, ttl time.Duration) (*grpc.ClientConn, *certs.CertSource, *certs.Credential) {
+func (e *env) client(t *testing.T, siret string) (*grpc.ClientConn, *certs.CertSource, *certs.Credential) {
 	t.Helper()
-	cred, err := e.ca.IssueClient(context.Background(), certs.ClientRequest{Kind: identity.KindConsumer, ID: siret, CommonName: "Mairie " + siret, TTL: ttl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := certs.NewCertSource()
-	if err := src.Set(cred.FullChainPEM(), cred.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig(src, e.roots, "localhost"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	cred := e.pki.Issue(t, identity.KindConsumer, siret)
+	conn, src := e.pki.DialSource(t, e.addr, cred)
 	return conn, src, cred
 }
 
@@ -147,7 +110,7 @@ func csr(t *testing.T, uri string, key any) string {
 func TestRenewUnderLoad(t *testing.T) {
 	grantEnd := time.Now().Add(3 * 24 * time.Hour)
 	e := start(t, grantEnd)
-	conn, src, old := e.client(t, siretA, time.Hour)
+	conn, src, old := e.client(t, siretA)
 	var renewed atomic.Int32
 	r, err := renewer.New(renewer.Config{Source: src, Conn: conn, Dir: t.TempDir(), OnRenew: func(*x509.Certificate) { renewed.Add(1) }})
 	if err != nil {
@@ -185,7 +148,7 @@ func TestRenewUnderLoad(t *testing.T) {
 		if err := r.RenewNow(context.Background()); err != nil {
 			t.Fatalf("renewal %d: %v", i, err)
 		}
-		fresh, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig(src, e.roots, "localhost"))))
+		fresh, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig(src, e.pki.Roots, "localhost"))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,10 +188,10 @@ func TestRenewRefusals(t *testing.T) {
 	e := start(t, time.Now().Add(3*24*time.Hour))
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
-	connA, _, credA := e.client(t, siretA, time.Hour)
-	connB, _, _ := e.client(t, siretB, time.Hour)
-	connS, _, _ := e.client(t, siretSuspended, time.Hour)
-	connRevoked, _, credRevoked := e.client(t, siretA, time.Hour)
+	connA, _, credA := e.client(t, siretA)
+	connB, _, _ := e.client(t, siretB)
+	connS, _, _ := e.client(t, siretSuspended)
+	connRevoked, _, credRevoked := e.client(t, siretA)
 	_ = credA
 	renew := func(c *grpc.ClientConn, csrPEM string) error {
 		_, err := credentialsv1.NewCredentialServiceClient(c).Renew(context.Background(), &credentialsv1.RenewRequest{CsrPem: csrPEM})
