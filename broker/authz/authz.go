@@ -40,7 +40,8 @@ func Decide(c registry.Consumer, grants []registry.Grant, purpose string, reques
 	var d Decision
 	purposeSeen, early := false, false
 	for _, g := range grants {
-		if !g.HasPurpose(purpose) {
+		// A revoked grant never authorises, even if a store returns it.
+		if !g.RevokedAt.IsZero() || !g.HasPurpose(purpose) {
 			continue
 		}
 		purposeSeen = true

@@ -30,6 +30,8 @@ func TestDecide(t *testing.T) {
 	future := grant([]string{"qf.value"}, []registry.Purpose{canteen}, now.Add(time.Hour), now.Add(2*time.Hour))
 	endsNow := grant([]string{"qf.value"}, []registry.Purpose{canteen}, now.Add(-time.Hour), now)
 	all := scope.Of("qf.value", "qf.children", "qf.address")
+	revoked := valid
+	revoked.RevokedAt = now.Add(-time.Minute)
 	tests := []struct {
 		name       string
 		consumer   registry.Consumer
@@ -54,6 +56,7 @@ func TestDecide(t *testing.T) {
 		{"denied: window end is exclusive", active, []registry.Grant{endsNow}, "cantine", all, errcat.GrantExpired, ""},
 		{"denied: not yet valid", active, []registry.Grant{future}, "cantine", all, errcat.GrantNotYetValid, ""},
 		{"denied: not yet valid wins over expired", active, []registry.Grant{expired, future}, "cantine", all, errcat.GrantNotYetValid, ""},
+		{"denied: a revoked grant never authorises", active, []registry.Grant{revoked}, "cantine", all, errcat.PurposeNotGranted, ""},
 		{"denied: no requested scope granted", active, []registry.Grant{valid}, "cantine", scope.Of("qf.address"), errcat.ScopeNotGranted, ""},
 	}
 	for _, tt := range tests {
