@@ -6,6 +6,7 @@
 package authz
 
 import (
+	"slices"
 	"time"
 
 	"github.com/relais-broker/relais/broker/errcat"
@@ -34,14 +35,15 @@ func Decide(c registry.Consumer, grants []registry.Grant, purpose string, reques
 	if c.Status != registry.StatusActive {
 		return Decision{}, errcat.New(errcat.ConsumerSuspended)
 	}
+	// A revoked grant never authorises, even if a store returns it.
+	grants = slices.DeleteFunc(slices.Clone(grants), func(g registry.Grant) bool { return !g.RevokedAt.IsZero() })
 	if len(grants) == 0 {
 		return Decision{}, errcat.New(errcat.NoGrant)
 	}
 	var d Decision
 	purposeSeen, early := false, false
 	for _, g := range grants {
-		// A revoked grant never authorises, even if a store returns it.
-		if !g.RevokedAt.IsZero() || !g.HasPurpose(purpose) {
+		if !g.HasPurpose(purpose) {
 			continue
 		}
 		purposeSeen = true

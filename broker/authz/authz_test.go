@@ -56,7 +56,7 @@ func TestDecide(t *testing.T) {
 		{"denied: window end is exclusive", active, []registry.Grant{endsNow}, "cantine", all, errcat.GrantExpired, ""},
 		{"denied: not yet valid", active, []registry.Grant{future}, "cantine", all, errcat.GrantNotYetValid, ""},
 		{"denied: not yet valid wins over expired", active, []registry.Grant{expired, future}, "cantine", all, errcat.GrantNotYetValid, ""},
-		{"denied: a revoked grant never authorises", active, []registry.Grant{revoked}, "cantine", all, errcat.PurposeNotGranted, ""},
+		{"denied: a revoked grant never authorises", active, []registry.Grant{revoked}, "cantine", all, errcat.NoGrant, ""},
 		{"denied: no requested scope granted", active, []registry.Grant{valid}, "cantine", scope.Of("qf.address"), errcat.ScopeNotGranted, ""},
 	}
 	for _, tt := range tests {
