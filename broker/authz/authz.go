@@ -36,7 +36,10 @@ func Decide(c registry.Consumer, grants []registry.Grant, purpose string, reques
 		return Decision{}, errcat.New(errcat.ConsumerSuspended)
 	}
 	// A revoked grant never authorises, even if a store returns it.
-	grants = slices.DeleteFunc(slices.Clone(grants), func(g registry.Grant) bool { return !g.RevokedAt.IsZero() })
+	revoked := func(g registry.Grant) bool { return !g.RevokedAt.IsZero() }
+	if slices.ContainsFunc(grants, revoked) {
+		grants = slices.DeleteFunc(slices.Clone(grants), revoked)
+	}
 	if len(grants) == 0 {
 		return Decision{}, errcat.New(errcat.NoGrant)
 	}
