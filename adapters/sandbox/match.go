@@ -1,13 +1,7 @@
 package sandbox
 
 import (
-	"strings"
-	"unicode"
-
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
-	"golang.org/x/text/unicode/norm"
-
+	"github.com/relais-broker/relais/broker/subject"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
@@ -24,14 +18,14 @@ type identityKey struct {
 
 func keyOf(id *commonv1.SubjectIdentity) identityKey {
 	k := identityKey{
-		birthName: NormaliseName(id.GetBirthName()),
+		birthName: subject.NormaliseName(id.GetBirthName()),
 		sex:       id.GetSex(),
 		birthDate: id.GetBirthDate(),
 		place:     id.GetBirthPlaceCog(),
 		country:   id.GetBirthCountryCog(),
 	}
 	if g := id.GetGivenNames(); len(g) > 0 {
-		k.firstGiven = NormaliseName(g[0])
+		k.firstGiven = subject.NormaliseName(g[0])
 	}
 	return k
 }
@@ -46,25 +40,4 @@ func (q identityKey) matches(c identityKey) bool {
 		return false
 	}
 	return q.place == "" || c.place == "" || q.place == c.place
-}
-
-// stripMarks removes combining marks once names are decomposed.
-var stripMarks = runes.Remove(runes.In(unicode.Mn))
-
-// NormaliseName folds a name the way sources compare them: accents
-// removed, upper case, hyphens and apostrophes as spaces, runs of spaces
-// collapsed. "Le Gall-Kerbrat" and "LE GALL KERBRAT" are the same name.
-func NormaliseName(s string) string {
-	folded, _, err := transform.String(transform.Chain(norm.NFD, stripMarks, norm.NFC), s)
-	if err != nil {
-		folded = s
-	}
-	folded = strings.Map(func(r rune) rune {
-		switch r {
-		case '-', '\'', '’', '‐', '‑':
-			return ' '
-		}
-		return unicode.ToUpper(r)
-	}, folded)
-	return strings.Join(strings.Fields(folded), " ")
 }

@@ -258,21 +258,6 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
-func TestNormaliseName(t *testing.T) {
-	for in, want := range map[string]string{
-		"Le Gall-Kerbrat":      "LE GALL KERBRAT",
-		"  le  gall  kerbrat ": "LE GALL KERBRAT",
-		"Müller":               "MULLER",
-		"d’Almeida":            "D ALMEIDA",
-		"Zoé":                  "ZOE",
-		"ÇAĞLAR":               "CAGLAR",
-	} {
-		if got := sandbox.NormaliseName(in); got != want {
-			t.Errorf("NormaliseName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestDocsInStep(t *testing.T) {
 	golden.Check(t, "../../docs/sandbox.md", sandbox.Default().Markdown())
 }

@@ -1,0 +1,113 @@
+// Package subject turns the subject of a data-API request into what the
+// broker may keep: a pseudonym, the HMAC-SHA-256 of the normalised
+// identity under a key held by the operator. The same person asked for
+// with different spellings (case, accents, hyphens) gets the same
+// pseudonym; without the key nobody can compute it, and it cannot be
+// reversed. The clear identity is never stored nor logged.
+package subject
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
+)
+
+// stripMarks removes combining marks once names are decomposed.
+var stripMarks = runes.Remove(runes.In(unicode.Mn))
+
+// NormaliseName folds a name the way sources compare them: accents
+// removed, upper case, hyphens and apostrophes as spaces, runs of spaces
+// collapsed. "Le Gall-Kerbrat" and "LE GALL KERBRAT" are the same name.
+func NormaliseName(s string) string {
+	folded, _, err := transform.String(transform.Chain(norm.NFD, stripMarks, norm.NFC), s)
+	if err != nil {
+		folded = s
+	}
+	folded = strings.Map(func(r rune) rune {
+		switch r {
+		case '-', '\'', '’', '‐', '‑':
+			return ' '
+		}
+		return unicode.ToUpper(r)
+	}, folded)
+	return strings.Join(strings.Fields(folded), " ")
+}
+
+// Key is the operator's pseudonymisation key (at least 32 bytes).
+type Key []byte
+
+// ErrShortKey is returned for a key under 32 bytes.
+var ErrShortKey = errors.New("subject: pseudonymisation key must be at least 32 bytes")
+
+// Pseudonymizer computes pseudonyms under one key.
+type Pseudonymizer struct{ key Key }
+
+// New returns a Pseudonymizer for key.
+func New(key Key) (*Pseudonymizer, error) {
+	if len(key) < 32 {
+		return nil, ErrShortKey
+	}
+	return &Pseudonymizer{key: append(Key(nil), key...)}, nil
+}
+
+// Of returns the pseudonym of the subject a request designates (hex), or
+// "" when it carries none. A civil identity is reduced to what sources
+// match on — birth name, first given name, sex, birth date, birth place
+// and country — normalised; a domain identifier (INE, France Travail id)
+// gives its own pseudonym, tagged with the identifier's kind, since the
+// broker cannot link it to a civil identity.
+func (p *Pseudonymizer) Of(req proto.Message) string {
+	if p == nil || req == nil {
+		return ""
+	}
+	canonical := Canonical(req)
+	if canonical == "" {
+		return ""
+	}
+	mac := hmac.New(sha256.New, p.key)
+	mac.Write([]byte(canonical))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// Canonical is the normalised text the pseudonym is computed over. It
+// holds the clear identity: never store or log it.
+func Canonical(req proto.Message) string {
+	r := req.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	for _, name := range []protoreflect.Name{"ine", "france_travail_id"} {
+		if f := fields.ByName(name); f != nil && r.Has(f) {
+			return string(name) + ":" + strings.ToUpper(strings.TrimSpace(r.Get(f).String()))
+		}
+	}
+	want := (&commonv1.SubjectIdentity{}).ProtoReflect().Descriptor().FullName()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		if f.Message() == nil || f.Message().FullName() != want || !r.Has(f) {
+			continue
+		}
+		id, _ := r.Get(f).Message().Interface().(*commonv1.SubjectIdentity)
+		return CanonicalIdentity(id)
+	}
+	return ""
+}
+
+// CanonicalIdentity is Canonical for a civil identity.
+func CanonicalIdentity(id *commonv1.SubjectIdentity) string {
+	first := ""
+	if g := id.GetGivenNames(); len(g) > 0 {
+		first = NormaliseName(g[0])
+	}
+	return strings.Join([]string{"identity", NormaliseName(id.GetBirthName()), first, id.GetSex().String(),
+		id.GetBirthDate(), id.GetBirthPlaceCog(), id.GetBirthCountryCog()}, "|")
+}
