@@ -13,17 +13,20 @@ import (
 
 // Record is the trace of one call to the data API.
 type Record struct {
-	Time            time.Time
-	RequestID       string
-	Consumer        string // SIRET from the certificate
-	Operator        string // operator id, for admin actions
-	Target          string // what an admin action acted on (serials, SIRET)
-	CertSerial      string
-	Recipient       string // SIRET from the access context
-	Method          string
-	Purpose         string
-	CaseReference   string
-	Agent           string
+	Time          time.Time
+	RequestID     string
+	Consumer      string // SIRET from the certificate
+	Operator      string // operator id, for admin actions
+	Target        string // what an admin action acted on (serials, SIRET)
+	CertSerial    string
+	Recipient     string // SIRET from the access context
+	Method        string
+	Purpose       string
+	CaseReference string
+	Agent         string
+	// Subject is the subject's pseudonym (broker/subject), never the
+	// clear identity; empty for admin actions.
+	Subject         string
 	FieldsRequested []string // scope names
 	FieldsReturned  []string // scope names
 	Source          string

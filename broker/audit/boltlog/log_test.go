@@ -1,0 +1,301 @@
+package boltlog_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/boltlog"
+)
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func key(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func record(i int) audit.Record {
+	return audit.Record{
+		Time: t0.Add(time.Duration(i) * time.Minute), RequestID: fmt.Sprintf("req-%d", i), Consumer: "21990000100005",
+		Method: "/relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient", Purpose: "tarification_sociale",
+		Subject: fmt.Sprintf("%064x", i%3), FieldsReturned: []string{"family_quotient.value"}, Code: "OK",
+	}
+}
+
+// writeLog writes n records with a checkpoint every 10 and closes the log.
+func writeLog(t *testing.T, n int, k ed25519.PrivateKey) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := boltlog.Open(path, boltlog.Options{SigningKey: k, CheckpointEvery: 10, Clock: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if err := l.Append(context.Background(), record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func verify(t *testing.T, path string, pub ed25519.PublicKey) *boltlog.Report {
+	t.Helper()
+	rep, err := boltlog.Verify(path, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func copyFile(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	in, _ := os.Open(src)
+	defer in.Close()
+	out, _ := os.Create(dst)
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// tamper opens a copy of the log with bbolt and lets f change it, as an
+// attacker with the file would.
+func tamper(t *testing.T, path string, f func(tx *bolt.Tx) error) string {
+	t.Helper()
+	cp := copyFile(t, path)
+	db, err := bolt.Open(cp, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(f); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	return cp
+}
+
+func seq(n uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, n)
+	return k
+}
+
+func TestVerifyDetectsEveryTampering(t *testing.T) {
+	k := key(t)
+	pub := k.Public().(ed25519.PublicKey)
+	path := writeLog(t, 35, k)
+	if rep := verify(t, path, pub); !rep.OK() || rep.Records != 35 || rep.Checkpoints != 4 {
+		t.Fatalf("untouched log: %+v", rep)
+	}
+	recs := []byte("records")
+	_, foreign, _ := ed25519.GenerateKey(rand.Reader)
+	cases := []struct {
+		name    string
+		f       func(tx *bolt.Tx) error
+		pub     ed25519.PublicKey
+		wantSeq uint64
+	}{
+		{"one byte flipped inside a record", func(tx *bolt.Tx) error {
+			b := tx.Bucket(recs)
+			v := append([]byte(nil), b.Get(seq(17))...)
+			i := strings.Index(string(v), "tarification")
+			v[i] = 'T'
+			return b.Put(seq(17), v)
+		}, pub, 17},
+		{"a record deleted", func(tx *bolt.Tx) error { return tx.Bucket(recs).Delete(seq(12)) }, pub, 12},
+		{"two records swapped", func(tx *bolt.Tx) error {
+			b := tx.Bucket(recs)
+			a, c := append([]byte(nil), b.Get(seq(20))...), append([]byte(nil), b.Get(seq(21))...)
+			if err := b.Put(seq(20), c); err != nil {
+				return err
+			}
+			return b.Put(seq(21), a)
+		}, pub, 20},
+		{"a record inserted", func(tx *bolt.Tx) error {
+			b := tx.Bucket(recs)
+			last := b.Get(seq(35))
+			return b.Put(seq(36), last)
+		}, pub, 36},
+		{"tail truncated after a checkpoint", func(tx *bolt.Tx) error {
+			b := tx.Bucket(recs)
+			for s := uint64(31); s <= 35; s++ {
+				if err := b.Delete(seq(s)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, pub, 31},
+		{"verified with a foreign key", func(*bolt.Tx) error { return nil }, foreign.Public().(ed25519.PublicKey), 10},
+		{"checkpoints re-signed with a foreign key", func(tx *bolt.Tx) error {
+			// The attacker rewrites record 5 and re-chains everything after
+			// it, then re-signs the checkpoints with a key of its own.
+			return rechain(tx, 5, foreign)
+		}, pub, 10},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := verify(t, tamper(t, path, tc.f), tc.pub)
+			if rep.OK() || rep.BadSeq != tc.wantSeq {
+				t.Fatalf("report %+v, want a failure at seq %d", rep, tc.wantSeq)
+			}
+			t.Logf("seq %d: %s", rep.BadSeq, rep.Problem)
+		})
+	}
+	if rep := verify(t, path, pub); !rep.OK() {
+		t.Fatalf("original after tampering with copies: %+v", rep)
+	}
+}
+
+func TestPurgeLeavesAVerifiableBoundary(t *testing.T) {
+	k := key(t)
+	path := filepath.Join(t.TempDir(), "audit.db")
+	clock := t0.Add(400 * 24 * time.Hour)
+	l, err := boltlog.Open(path, boltlog.Options{SigningKey: k, CheckpointEvery: 10, Retention: 365 * 24 * time.Hour, Clock: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 1; i <= 30; i++ {
+		r := record(i)
+		if i <= 12 {
+			r.Time = t0 // older than the retention
+		} else {
+			r.Time = clock
+		}
+		if err := l.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := l.Purge(ctx)
+	if err != nil || n != 12 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	if rep, _ := l.VerifyLive(); !rep.OK() || rep.FirstSeq != 13 || rep.Records != 18 {
+		t.Fatalf("after purge: %+v", rep)
+	}
+	if err := l.Append(ctx, record(31)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if rep := verify(t, path, k.Public().(ed25519.PublicKey)); !rep.OK() || rep.LastSeq != 31 {
+		t.Fatalf("after purge and close: %+v", rep)
+	}
+}
+
+func TestSubjectIndexAndQuery(t *testing.T) {
+	k := key(t)
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := boltlog.Open(path, boltlog.Options{SigningKey: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := 1; i <= 9; i++ {
+		if err := l.Append(ctx, record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.Subject(ctx, fmt.Sprintf("%064x", 1))
+	if err != nil || len(got) != 3 || got[0].RequestID != "req-1" || got[2].RequestID != "req-7" {
+		t.Fatalf("subject 1: %v, %v", got, err)
+	}
+	q, _ := l.Query(ctx, boltlog.Filter{From: t0.Add(3 * time.Minute), To: t0.Add(6 * time.Minute)})
+	if len(q) != 3 {
+		t.Fatalf("time range: %d records", len(q))
+	}
+}
+
+func TestConcurrentAppendsStayChained(t *testing.T) {
+	k := key(t)
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := boltlog.Open(path, boltlog.Options{SigningKey: k, CheckpointEvery: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Go(func() {
+			for i := 0; i < 50; i++ {
+				if err := l.Append(context.Background(), record(w*100+i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	l.Close()
+	if rep := verify(t, path, k.Public().(ed25519.PublicKey)); !rep.OK() || rep.Records != 800 {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+func TestForeignFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	db, _ := bolt.Open(path, 0o600, nil)
+	_ = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("users")); return err })
+	db.Close()
+	if _, err := boltlog.Open(path, boltlog.Options{SigningKey: key(t)}); err == nil || !strings.Contains(err.Error(), "not a Relais audit log") {
+		t.Fatalf("foreign file: %v", err)
+	}
+}
+
+// BenchmarkDurableAppend compares group commit with one fsync per record,
+// 32 concurrent callers, in one run:
+//
+//	go test -run XXX -bench DurableAppend -benchtime 2000x ./broker/audit/boltlog/
+func BenchmarkDurableAppend(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		one  bool
+	}{{"group-commit", false}, {"fsync-per-record", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			l, err := boltlog.Open(filepath.Join(b.TempDir(), "audit.db"), boltlog.Options{SigningKey: key(b), OneCommitPerRecord: mode.one})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.SetParallelism(16) // 16 × GOMAXPROCS callers
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i++
+					if err := l.Append(context.Background(), record(i)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// rechain rewrites record from and every record after it with a valid
+// chain, and re-signs every checkpoint with k.
+func rechain(tx *bolt.Tx, from uint64, k ed25519.PrivateKey) error {
+	return boltlog.RechainForTest(tx, from, k)
+}
