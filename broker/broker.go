@@ -21,6 +21,7 @@ import (
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/source"
+	"github.com/relais-broker/relais/broker/subject"
 )
 
 // Source is a configured source adapter for one typed service.
@@ -56,19 +57,23 @@ type Config struct {
 	// call so that connections opened before a revocation are refused
 	// too. Nil revokes nothing.
 	Revocations authn.RevocationChecker
+	// Pseudonyms computes the subject pseudonym of audit records; nil
+	// records none.
+	Pseudonyms *subject.Pseudonymizer
 }
 
 // Broker serves the typed source services.
 type Broker struct {
-	catalog   *catalog.Catalog
-	sources   map[string]Source
-	registry  registry.Reader
-	audit     audit.Recorder
-	log       *slog.Logger
-	now       func() time.Time
-	validator protovalidate.Validator
-	limiter   *ratelimit.Limiter
-	revoked   authn.RevocationChecker
+	catalog    *catalog.Catalog
+	sources    map[string]Source
+	registry   registry.Reader
+	audit      audit.Recorder
+	log        *slog.Logger
+	now        func() time.Time
+	validator  protovalidate.Validator
+	limiter    *ratelimit.Limiter
+	revoked    authn.RevocationChecker
+	pseudonyms *subject.Pseudonymizer
 }
 
 // New checks cfg and returns a Broker.
@@ -80,14 +85,15 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: an audit recorder is required")
 	}
 	b := &Broker{
-		catalog:  cfg.Catalog,
-		sources:  make(map[string]Source, len(cfg.Sources)),
-		registry: cfg.Registry,
-		audit:    cfg.Audit,
-		log:      cfg.Logger,
-		now:      cfg.Clock,
-		limiter:  ratelimit.New(),
-		revoked:  cfg.Revocations,
+		catalog:    cfg.Catalog,
+		sources:    make(map[string]Source, len(cfg.Sources)),
+		registry:   cfg.Registry,
+		audit:      cfg.Audit,
+		log:        cfg.Logger,
+		now:        cfg.Clock,
+		limiter:    ratelimit.New(),
+		revoked:    cfg.Revocations,
+		pseudonyms: cfg.Pseudonyms,
 	}
 	if b.catalog == nil {
 		b.catalog = catalog.Default()

@@ -38,6 +38,7 @@ type call struct {
 	decision  authz.Decision
 	returned  scope.Set
 	sourceID  string
+	subject   string // pseudonym
 }
 
 // RequestIDHeader is the response header carrying the call's request id.
@@ -101,6 +102,7 @@ func (b *Broker) record(c *call, err error) audit.Record {
 		FieldsRequested: c.requested.Sorted(),
 		FieldsReturned:  c.returned.Sorted(),
 		Source:          c.sourceID,
+		Subject:         c.subject,
 		Code:            "OK",
 		Latency:         b.now().Sub(c.start),
 	}
@@ -171,6 +173,7 @@ func (b *Broker) validate(ctx context.Context, c *call, req any, next handler) (
 	if fd := refl.Descriptor().Fields().ByName(catalog.AccessContextField); refl.Has(fd) {
 		c.access, _ = refl.Get(fd).Message().Interface().(*commonv1.AccessContext)
 	}
+	c.subject = b.pseudonyms.Of(msg)
 	if err := errcat.Validate(b.validator, msg); err != nil {
 		return nil, err
 	}

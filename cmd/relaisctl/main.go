@@ -42,6 +42,7 @@ commands:
                                manage habilitations (admin API)
   apply -f grants.yaml [--dry-run]
                                make the listed consumers' grants match a declarative file, showing the diff
+  audit verify                 check the audit log's hash chain and signed checkpoints offline
   vault init                   set up the Vault PKI for Relais (idempotent)
   credentials issue            issue a certificate and its key (the CA makes the key)
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
@@ -92,6 +93,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return runSources(ctx, args[1], args[2:], stdout, stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify [--db FILE] [--public-key FILE]")
+			return 2
+		}
+		return runAuditVerify(args[2:], stdout, stderr)
 	case "apply":
 		return runApply(ctx, args[1:], stdout, stderr)
 	case "issuer":

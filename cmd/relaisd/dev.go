@@ -16,9 +16,10 @@ import (
 
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/admin"
-	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/renewal"
+	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/internal/devenv"
 	credentialsv1 "github.com/relais-broker/relais/proto/relais/credentials/v1"
@@ -108,8 +109,24 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	}
 	defer env.Registry.Close()
 	revoked := certs.NewRevocations()
-	// PLACEHOLDER until the bbolt audit log lands: records live in memory.
-	auditLog := &audit.Memory{}
+	keys, err := devenv.LoadKeys(o.dataDir)
+	if err != nil {
+		return err
+	}
+	pseudonyms, err := subject.New(keys.Pseudonym)
+	if err != nil {
+		return err
+	}
+	auditLog, err := boltlog.Open(filepath.Join(o.dataDir, AuditFile), boltlog.Options{SigningKey: keys.Signing})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := auditLog.Close(); err != nil {
+			logger.Error("audit log close", "error", err.Error())
+		}
+	}()
+	go purgeDaily(ctx, auditLog, logger)
 	b, err := broker.New(broker.Config{
 		Catalog:     cat,
 		Sources:     env.Sources,
@@ -117,6 +134,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		Audit:       auditLog,
 		Logger:      logger,
 		Revocations: revoked,
+		Pseudonyms:  pseudonyms,
 	})
 	if err != nil {
 		return err
@@ -154,6 +172,8 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	go certs.WatchCRL(ctx, revoked, env.CA, o.crlRefresh, logger, nil)
 
 	printWelcome(stdout, lis.Addr().String(), adminLis.Addr().String(), o.dataDir, env)
+	fmt.Fprintf(stdout, "audit log:      %s (verify: relaisctl audit verify --db %s --public-key %s)\n",
+		filepath.Join(o.dataDir, AuditFile), filepath.Join(o.dataDir, AuditFile), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
 	go func() { errc <- adminSrv.Serve(adminLis) }()
@@ -188,4 +208,23 @@ func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env)
 	fmt.Fprintf(w, "  %-16s SIRET %s, every scope:    %s\n", devenv.FullConsumer.Dir, devenv.FullConsumer.SIRET, full)
 	fmt.Fprintf(w, "  %-16s SIRET %s, limited scopes: %s\n", devenv.LimitedConsumer.Dir, devenv.LimitedConsumer.SIRET, limited)
 	fmt.Fprintf(w, "first call:\n  %s\n", devenv.FirstCallCommand(env, devenv.FullConsumer, addr))
+}
+
+// AuditFile is the audit log's file name in the data directory.
+const AuditFile = "audit.db"
+
+// purgeDaily applies the retention once a day (and at start).
+func purgeDaily(ctx context.Context, l *boltlog.Log, logger *slog.Logger) {
+	for {
+		if n, err := l.Purge(ctx); err != nil {
+			logger.Error("audit retention purge failed", "error", err.Error())
+		} else if n > 0 {
+			logger.Info("audit retention purge", "records", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(24 * time.Hour):
+		}
+	}
 }

@@ -1,0 +1,76 @@
+package main_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/relais-broker/relais/adapters/sandbox"
+)
+
+// TestAuditLogHoldsNoPersonalDataAndVerifies calls every service for
+// sandbox citizens through a running broker, stops it, then scans the raw
+// bytes of the audit log and the registry for any sandbox attribute value
+// or clear identity, and verifies the log with relaisctl and the public
+// key alone.
+func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
+	t.Parallel()
+	d := startDev(t)
+	calls := []struct{ method, body string }{
+		{"relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient", `"subject":{"birth_name":"DUPONT","given_names":["Zoé"],"sex":"SEX_FEMALE","birth_date":"1984-03-12","birth_place_cog":"75056","birth_country_cog":"99100"}`},
+		{"relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient", `"subject":{"birth_name":"MARTIN","given_names":["Lucas"],"sex":"SEX_MALE","birth_date":"1979-11-02","birth_place_cog":"69123","birth_country_cog":"99100"}`},
+		{"relais.studentstatus.v1.StudentStatusService/GetStudentStatus", `"ine":"SBXINE00001"`},
+		{"relais.jobseeker.v1.JobSeekerStatusService/GetJobSeekerStatus", `"identity":{"birth_name":"GARCIA","given_names":["Manon"],"sex":"SEX_FEMALE","birth_date":"1987-08-08","birth_place_cog":"31555","birth_country_cog":"99100"}`},
+		{"relais.healthcover.v1.SolidarityHealthCoverService/GetSolidarityHealthCover", `"subject":{"birth_name":"BENALI","given_names":["Yasmine"],"sex":"SEX_FEMALE","birth_date":"1986-04-23","birth_country_cog":"99350"}`},
+	}
+	prefix := strings.SplitN(d.firstCall, " -d ", 2)[0]
+	for _, c := range calls {
+		line := fmt.Sprintf(`%s -d '{"access_context":{"recipient":"21990000100005","purpose":"aide_sociale_facultative","case_reference":"DOSSIER-AUDIT"},%s}' %s %s`, prefix, c.body, d.addr, c.method)
+		if out, err := shell(t, line); err != nil {
+			t.Fatalf("%s: %v\n%s", c.method, err, out)
+		}
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+
+	var raw []byte
+	for _, f := range []string{"audit.db", "registry.db"} {
+		b, err := os.ReadFile(filepath.Join(d.dataDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	if !bytes.Contains(raw, []byte("DOSSIER-AUDIT")) {
+		t.Fatal("the audit log does not hold the calls (the scan would prove nothing)")
+	}
+	// Every identity and attribute value the sandbox holds for the
+	// citizens called, in every form a careless encoder could use.
+	var needles []string
+	for _, c := range sandbox.Default().Citizens() {
+		id := c.Identity
+		needles = append(needles, id.GetBirthName(), id.GetBirthDate(), c.INE)
+		needles = append(needles, id.GetGivenNames()...)
+	}
+	needles = append(needles, "MADAME ZOÉ DUPONT", "12 RUE DES LILAS", "ROBERT", "Inès", "2014-05-21", "Université fictive", "2026-02-03")
+	for _, n := range needles {
+		if len(n) < 4 {
+			continue
+		}
+		for _, form := range []string{n, strings.ToUpper(n), strings.ToLower(n)} {
+			if bytes.Contains(raw, []byte(form)) {
+				t.Errorf("the stores contain %q", form)
+			}
+		}
+	}
+	out, err := shell(t, fmt.Sprintf("relaisctl audit verify --db %s --public-key %s", filepath.Join(d.dataDir, "audit.db"), filepath.Join(d.dataDir, "keys", "audit-signing.pub")))
+	if err != nil || !strings.HasPrefix(out, "OK: 5 records") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+}
