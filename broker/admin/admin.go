@@ -21,6 +21,7 @@ import (
 	"github.com/relais-broker/relais/broker/errcat"
 	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/broker/registry"
+	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
@@ -43,9 +44,12 @@ type Config struct {
 	// Sources describes the typed services and their adapters, for
 	// SourceAdminService.
 	Sources []SourceInfo
-	Audit   audit.Recorder
-	Logger  *slog.Logger
-	Clock   func() time.Time
+	// AuditLog and Pseudonyms, when set, serve AuditAdminService.
+	AuditLog   AuditReader
+	Pseudonyms *subject.Pseudonymizer
+	Audit      audit.Recorder
+	Logger     *slog.Logger
+	Clock      func() time.Time
 }
 
 // Server implements the admin services.
@@ -83,6 +87,9 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		adminv1.RegisterGrantAdminServiceServer(srv, &grants{reg: s.cfg.Registry})
 	}
 	adminv1.RegisterSourceAdminServiceServer(srv, &sources{list: s.cfg.Sources})
+	if s.cfg.AuditLog != nil {
+		adminv1.RegisterAuditAdminServiceServer(srv, &auditQueries{log: s.cfg.AuditLog, pseudonyms: s.cfg.Pseudonyms, reg: s.cfg.Registry})
+	}
 	return srv
 }
 

@@ -43,6 +43,8 @@ commands:
   apply -f grants.yaml [--dry-run]
                                make the listed consumers' grants match a declarative file, showing the diff
   audit verify                 check the audit log's hash chain and signed checkpoints offline
+  audit query                  list audit records (--consumer, --method, --code, --from, --to; --format table|jsonl|csv)
+  audit subject                a citizen's access report: who accessed this person's data, when, why, which fields
   vault init                   set up the Vault PKI for Relais (idempotent)
   credentials issue            issue a certificate and its key (the CA makes the key)
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
@@ -94,11 +96,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return runSources(ctx, args[1], args[2:], stdout, stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
-			fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify [--db FILE] [--public-key FILE]")
-			return 2
+		switch {
+		case len(args) >= 2 && args[1] == "verify":
+			return runAuditVerify(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "query":
+			return runAuditQuery(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "subject":
+			return runAuditSubject(ctx, args[2:], stdout, stderr)
 		}
-		return runAuditVerify(args[2:], stdout, stderr)
+		fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify|query|subject [flags]")
+		return 2
 	case "apply":
 		return runApply(ctx, args[1:], stdout, stderr)
 	case "issuer":

@@ -34,6 +34,23 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", c.method, err, out)
 		}
 	}
+	admin := fmt.Sprintf("--admin-addr %s --operator-dir %s", d.adminAddr, filepath.Join(d.dataDir, "dev", "operators", "admin"))
+	// A citizen's request, spelled differently from the caller's.
+	out, err := shell(t, "relaisctl audit subject --birth-name dupont --given-names zoe --sex F --birth-date 1984-03-12 --birth-place 75056 "+admin)
+	if err != nil || !strings.Contains(out, "Mairie d'Exemple-sur-Loire") || !strings.Contains(out, "Instruction d'une aide sociale facultative") ||
+		!strings.Contains(out, "family_quotient.children") || strings.Count(out, "21990000100005") != 1 {
+		t.Fatalf("subject report for Zoé: %v\n%s", err, out)
+	}
+	if out, err := shell(t, "relaisctl audit subject --ine SBXINE00001 "+admin); err != nil || strings.Count(out, "student_status.admissions") != 1 {
+		t.Fatalf("subject report by INE: %v\n%s", err, out)
+	}
+	if out, err := shell(t, "relaisctl audit subject --birth-name INCONNU --given-names X --sex M --birth-date 2000-01-01 --birth-place 75056 "+admin); err != nil || !strings.Contains(out, "no access recorded") {
+		t.Fatalf("subject report for nobody: %v\n%s", err, out)
+	}
+	csvOut, err := shell(t, "relaisctl audit query --consumer 21990000100005 --code OK --format csv "+admin)
+	if err != nil || strings.Count(csvOut, "DOSSIER-AUDIT") != len(calls) || !strings.HasPrefix(csvOut, "time,request_id") {
+		t.Fatalf("audit query csv: %v\n%s", err, csvOut)
+	}
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +86,8 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 			}
 		}
 	}
-	out, err := shell(t, fmt.Sprintf("relaisctl audit verify --db %s --public-key %s", filepath.Join(d.dataDir, "audit.db"), filepath.Join(d.dataDir, "keys", "audit-signing.pub")))
-	if err != nil || !strings.HasPrefix(out, "OK: 5 records") {
+	out, err = shell(t, fmt.Sprintf("relaisctl audit verify --db %s --public-key %s", filepath.Join(d.dataDir, "audit.db"), filepath.Join(d.dataDir, "keys", "audit-signing.pub")))
+	if err != nil || !strings.HasPrefix(out, "OK: 9 records") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
 }

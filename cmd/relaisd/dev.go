@@ -148,7 +148,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		src := env.Sources[svc]
 		sourceInfo = append(sourceInfo, admin.SourceInfo{Service: svc, ID: src.ID, Timeout: src.Timeout})
 	}
-	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Registry: env.Registry, Sources: sourceInfo, Audit: auditLog, Logger: logger})
+	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Registry: env.Registry, Sources: sourceInfo, Audit: auditLog, AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger})
 	if err != nil {
 		return err
 	}
