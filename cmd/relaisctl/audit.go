@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	db := fs.String("db", "relais-dev/audit.db", "the audit log file (stop the broker, or verify a copy taken while it is stopped)")
 	pubFile := fs.String("public-key", "relais-dev/keys/"+devenv.AuditPublicKeyFile, "the operator's Ed25519 public key (PEM)")
+	exported := fs.String("checkpoints", "", "also check the log against checkpoints exported earlier (relaisctl audit checkpoints)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,7 +41,18 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 1
 	}
-	rep, err := boltlog.Verify(*db, pub)
+	var rep *boltlog.Report
+	if *exported != "" {
+		f, ferr := os.Open(*exported)
+		if ferr != nil {
+			fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", ferr)
+			return 1
+		}
+		defer f.Close()
+		rep, err = boltlog.VerifyWith(*db, pub, f)
+	} else {
+		rep, err = boltlog.Verify(*db, pub)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 1
@@ -183,4 +196,20 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// runAuditCheckpoints exports the signed checkpoints of a stopped
+// broker's log, for a third party or an archive.
+func runAuditCheckpoints(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relaisctl audit checkpoints", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", "relais-dev/audit.db", "the audit log file (broker stopped)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, err := boltlog.ExportCheckpointsFile(*db, stdout); err != nil {
+		fmt.Fprintf(stderr, "relaisctl audit checkpoints: %v\n", err)
+		return 1
+	}
+	return 0
 }

@@ -42,7 +42,8 @@ commands:
                                manage habilitations (admin API)
   apply -f grants.yaml [--dry-run]
                                make the listed consumers' grants match a declarative file, showing the diff
-  audit verify                 check the audit log's hash chain and signed checkpoints offline
+  audit verify                 check the audit log's hash chain and signed checkpoints offline (--checkpoints FILE: against an export)
+  audit checkpoints            export the signed checkpoints (JSON lines) for a third party
   audit query                  list audit records (--consumer, --method, --code, --from, --to; --format table|jsonl|csv)
   audit subject                a citizen's access report: who accessed this person's data, when, why, which fields
   vault init                   set up the Vault PKI for Relais (idempotent)
@@ -101,10 +102,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runAuditVerify(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "query":
 			return runAuditQuery(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "checkpoints":
+			return runAuditCheckpoints(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "subject":
 			return runAuditSubject(ctx, args[2:], stdout, stderr)
 		}
-		fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify|query|subject [flags]")
+		fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify|query|subject|checkpoints [flags]")
 		return 2
 	case "apply":
 		return runApply(ctx, args[1:], stdout, stderr)

@@ -90,4 +90,9 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "OK: 9 records") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
+	exported := filepath.Join(t.TempDir(), "checkpoints.jsonl")
+	if out, err := shell(t, fmt.Sprintf("relaisctl audit checkpoints --db %s > %s && relaisctl audit verify --db %s --public-key %s --checkpoints %s",
+		filepath.Join(d.dataDir, "audit.db"), exported, filepath.Join(d.dataDir, "audit.db"), filepath.Join(d.dataDir, "keys", "audit-signing.pub"), exported)); err != nil || !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("verify against exported checkpoints: %v\n%s", err, out)
+	}
 }
