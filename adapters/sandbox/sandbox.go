@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,7 +73,7 @@ func (a *Adapter) Fetch(ctx context.Context, req source.Request) (proto.Message,
 	}
 	switch c.Behaviour {
 	case BehaveUnavailable:
-		return nil, &source.RetryableError{RetryAfter: RetryAfter, Cause: fmt.Errorf("sandbox: citizen %s is configured as unavailable", c.ID)}
+		return nil, &source.RetryableError{RetryAfter: RetryAfter, Cause: errors.New("sandbox: this subject is configured as unavailable")}
 	case BehaveTimeout:
 		<-ctx.Done()
 		return nil, fmt.Errorf("%w: %w", source.ErrTimeout, ctx.Err())
