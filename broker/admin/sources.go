@@ -14,6 +14,17 @@ import (
 type SourceInfo struct {
 	Service, ID string
 	Timeout     time.Duration
+	// Status, when set, reports the source's live status.
+	Status func() SourceStatus
+}
+
+// SourceStatus is a source's live status (adapters/resilience computes it).
+type SourceStatus struct {
+	State       string
+	LastSuccess time.Time
+	ErrorRatio  float64
+	Calls       int
+	P50, P99    time.Duration
 }
 
 // sources implements SourceAdminService.
@@ -25,11 +36,16 @@ type sources struct {
 func (s *sources) ListSources(context.Context, *adminv1.ListSourcesRequest) (*adminv1.ListSourcesResponse, error) {
 	resp := &adminv1.ListSourcesResponse{}
 	for _, src := range s.list {
-		st := "serving"
-		if src.ID == "" {
-			st = "not_configured"
+		out := &adminv1.Source{Service: src.Service, SourceId: src.ID, Timeout: durationpb.New(src.Timeout), Status: "ok"}
+		switch {
+		case src.ID == "":
+			out.Status = "not_configured"
+		case src.Status != nil:
+			st := src.Status()
+			out.Status, out.LastSuccess, out.ErrorRatio, out.Calls = st.State, ts(st.LastSuccess), st.ErrorRatio, int32(st.Calls)
+			out.LatencyP50, out.LatencyP99 = durationpb.New(st.P50), durationpb.New(st.P99)
 		}
-		resp.Sources = append(resp.Sources, &adminv1.Source{Service: src.Service, SourceId: src.ID, Timeout: durationpb.New(src.Timeout), Status: st})
+		resp.Sources = append(resp.Sources, out)
 	}
 	return resp, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -52,9 +53,14 @@ func runSources(ctx context.Context, verb string, args []string, stdout, stderr 
 			return writeProtoJSON(out, resp)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SERVICE\tSOURCE\tTIMEOUT\tSTATUS")
+		fmt.Fprintln(tw, "SERVICE\tSOURCE\tSTATUS\tCALLS (5 MIN)\tERRORS\tP50\tP99\tLAST SUCCESS\tTIMEOUT")
 		for _, s := range resp.GetSources() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.GetService(), s.GetSourceId(), s.GetTimeout().AsDuration(), s.GetStatus())
+			last := "-"
+			if s.GetLastSuccess() != nil {
+				last = s.GetLastSuccess().AsTime().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f%%\t%s\t%s\t%s\t%s\n", s.GetService(), s.GetSourceId(), s.GetStatus(), s.GetCalls(), 100*s.GetErrorRatio(),
+				s.GetLatencyP50().AsDuration(), s.GetLatencyP99().AsDuration(), last, s.GetTimeout().AsDuration())
 		}
 		return tw.Flush()
 	}}

@@ -146,7 +146,14 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	var sourceInfo []admin.SourceInfo
 	for _, svc := range cat.Services() {
 		src := env.Sources[svc]
-		sourceInfo = append(sourceInfo, admin.SourceInfo{Service: svc, ID: src.ID, Timeout: src.Timeout})
+		info := admin.SourceInfo{Service: svc, ID: src.ID, Timeout: src.Timeout}
+		if g := env.Guards[svc]; g != nil {
+			info.Status = func() admin.SourceStatus {
+				st := g.Status()
+				return admin.SourceStatus{State: string(st.State), LastSuccess: st.LastSuccess, ErrorRatio: st.ErrorRatio, Calls: st.Calls, P50: st.P50, P99: st.P99}
+			}
+		}
+		sourceInfo = append(sourceInfo, info)
 	}
 	adm, err := admin.New(admin.Config{Issuer: env.CA, Revocations: revoked, Registry: env.Registry, Sources: sourceInfo, Audit: auditLog, AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger})
 	if err != nil {

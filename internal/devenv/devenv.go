@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/relais-broker/relais/adapters/resilience"
 	"github.com/relais-broker/relais/adapters/sandbox"
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/catalog"
@@ -41,6 +42,8 @@ type Env struct {
 	Registry *boltreg.Store
 	// Sources wires the sandbox adapter to every typed service.
 	Sources map[string]broker.Source
+	// Guards protect each service's source and report its status.
+	Guards map[string]*resilience.Guard
 	// ServerKeeper renews ServerCert; run it for the life of the server.
 	ServerKeeper *certs.ServerCertKeeper
 }
@@ -124,8 +127,12 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	}
 	ok = true
 	adapter := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: SandboxSourceID, Clock: now})
+	env.Guards = map[string]*resilience.Guard{}
 	for _, svc := range cat.Services() {
-		env.Sources[svc] = broker.Source{ID: SandboxSourceID, Adapter: adapter, Timeout: 2 * time.Second}
+		// One guard per service: each sandbox "source" has its own limits.
+		g := resilience.New(adapter, resilience.Config{})
+		env.Guards[svc] = g
+		env.Sources[svc] = broker.Source{ID: SandboxSourceID, Adapter: g, Timeout: 2 * time.Second}
 	}
 	return env, nil
 }

@@ -353,8 +353,15 @@ type Source struct {
 	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	SourceId string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
 	Timeout  *durationpb.Duration   `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	// status is "serving" or "not_configured".
-	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// status is "ok", "degraded", "down" (breaker open), "maintenance" or
+	// "not_configured", from the live traffic of the last minutes.
+	Status      string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	LastSuccess *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"`
+	// error_ratio, calls and the latency percentiles cover the last 5 minutes.
+	ErrorRatio    float64              `protobuf:"fixed64,6,opt,name=error_ratio,json=errorRatio,proto3" json:"error_ratio,omitempty"`
+	Calls         int32                `protobuf:"varint,7,opt,name=calls,proto3" json:"calls,omitempty"`
+	LatencyP50    *durationpb.Duration `protobuf:"bytes,8,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	LatencyP99    *durationpb.Duration `protobuf:"bytes,9,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +422,41 @@ func (x *Source) GetStatus() string {
 		return x.Status
 	}
 	return ""
+}
+
+func (x *Source) GetLastSuccess() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccess
+	}
+	return nil
+}
+
+func (x *Source) GetErrorRatio() float64 {
+	if x != nil {
+		return x.ErrorRatio
+	}
+	return 0
+}
+
+func (x *Source) GetCalls() int32 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *Source) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *Source) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
 }
 
 type ListSourcesResponse struct {
@@ -628,12 +670,20 @@ const file_relais_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2\x1b.relais.admin.v1.CredentialR\n" +
 	"credential\"\x14\n" +
-	"\x12ListSourcesRequest\"\x8c\x01\n" +
+	"\x12ListSourcesRequest\"\xfa\x02\n" +
 	"\x06Source\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x16\n" +
-	"\x06status\x18\x04 \x01(\tR\x06status\"H\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12=\n" +
+	"\flast_success\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vlastSuccess\x12\x1f\n" +
+	"\verror_ratio\x18\x06 \x01(\x01R\n" +
+	"errorRatio\x12\x14\n" +
+	"\x05calls\x18\a \x01(\x05R\x05calls\x12:\n" +
+	"\vlatency_p50\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p99\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\"H\n" +
 	"\x13ListSourcesResponse\x121\n" +
 	"\asources\x18\x01 \x03(\v2\x17.relais.admin.v1.SourceR\asources\"\xdd\x01\n" +
 	"\x17RevokeCredentialRequest\x12R\n" +
@@ -684,20 +734,23 @@ var file_relais_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 3: relais.admin.v1.ListCredentialsResponse.credentials:type_name -> relais.admin.v1.Credential
 	0,  // 4: relais.admin.v1.RecordCredentialResponse.credential:type_name -> relais.admin.v1.Credential
 	11, // 5: relais.admin.v1.Source.timeout:type_name -> google.protobuf.Duration
-	6,  // 6: relais.admin.v1.ListSourcesResponse.sources:type_name -> relais.admin.v1.Source
-	8,  // 7: relais.admin.v1.CredentialAdminService.RevokeCredential:input_type -> relais.admin.v1.RevokeCredentialRequest
-	1,  // 8: relais.admin.v1.CredentialAdminService.ListCredentials:input_type -> relais.admin.v1.ListCredentialsRequest
-	3,  // 9: relais.admin.v1.CredentialAdminService.RecordCredential:input_type -> relais.admin.v1.RecordCredentialRequest
-	5,  // 10: relais.admin.v1.SourceAdminService.ListSources:input_type -> relais.admin.v1.ListSourcesRequest
-	9,  // 11: relais.admin.v1.CredentialAdminService.RevokeCredential:output_type -> relais.admin.v1.RevokeCredentialResponse
-	2,  // 12: relais.admin.v1.CredentialAdminService.ListCredentials:output_type -> relais.admin.v1.ListCredentialsResponse
-	4,  // 13: relais.admin.v1.CredentialAdminService.RecordCredential:output_type -> relais.admin.v1.RecordCredentialResponse
-	7,  // 14: relais.admin.v1.SourceAdminService.ListSources:output_type -> relais.admin.v1.ListSourcesResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	10, // 6: relais.admin.v1.Source.last_success:type_name -> google.protobuf.Timestamp
+	11, // 7: relais.admin.v1.Source.latency_p50:type_name -> google.protobuf.Duration
+	11, // 8: relais.admin.v1.Source.latency_p99:type_name -> google.protobuf.Duration
+	6,  // 9: relais.admin.v1.ListSourcesResponse.sources:type_name -> relais.admin.v1.Source
+	8,  // 10: relais.admin.v1.CredentialAdminService.RevokeCredential:input_type -> relais.admin.v1.RevokeCredentialRequest
+	1,  // 11: relais.admin.v1.CredentialAdminService.ListCredentials:input_type -> relais.admin.v1.ListCredentialsRequest
+	3,  // 12: relais.admin.v1.CredentialAdminService.RecordCredential:input_type -> relais.admin.v1.RecordCredentialRequest
+	5,  // 13: relais.admin.v1.SourceAdminService.ListSources:input_type -> relais.admin.v1.ListSourcesRequest
+	9,  // 14: relais.admin.v1.CredentialAdminService.RevokeCredential:output_type -> relais.admin.v1.RevokeCredentialResponse
+	2,  // 15: relais.admin.v1.CredentialAdminService.ListCredentials:output_type -> relais.admin.v1.ListCredentialsResponse
+	4,  // 16: relais.admin.v1.CredentialAdminService.RecordCredential:output_type -> relais.admin.v1.RecordCredentialResponse
+	7,  // 17: relais.admin.v1.SourceAdminService.ListSources:output_type -> relais.admin.v1.ListSourcesResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_relais_admin_v1_admin_proto_init() }
