@@ -89,7 +89,7 @@ func (a *Adapter) Fetch(ctx context.Context, req source.Request) (proto.Message,
 	if c.Behaviour == BehaveInvalidResponse {
 		meta = &commonv1.SourceMetadata{} // breaks the required source_id, provider and produced_at
 	}
-	setSource(resp, meta)
+	source.SetMetadata(resp, meta)
 	minimise.Apply(m, resp, req.Scopes)
 	return resp, nil
 }
@@ -182,13 +182,5 @@ func (a *Adapter) fillIdentity(resp proto.Message, c *Citizen) {
 			continue
 		}
 		dst.Set(df, src.Get(sf))
-	}
-}
-
-// setSource sets the response's source metadata field.
-func setSource(resp proto.Message, meta *commonv1.SourceMetadata) {
-	r := resp.ProtoReflect()
-	if f := r.Descriptor().Fields().ByName("source"); f != nil && f.Message() != nil && f.Message().FullName() == meta.ProtoReflect().Descriptor().FullName() {
-		r.Set(f, protoreflect.ValueOfMessage(meta.ProtoReflect()))
 	}
 }

@@ -1,0 +1,69 @@
+package httpjson
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/relais-broker/relais/broker/source"
+	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
+)
+
+// subjectVars extracts the template variables of a request's subject.
+func subjectVars(in proto.Message) (map[string]string, error) {
+	vars := map[string]string{}
+	r := in.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	for _, name := range []protoreflect.Name{"ine", "france_travail_id"} {
+		if f := fields.ByName(name); f != nil && r.Has(f) {
+			vars[string(name)] = r.Get(f).String()
+		}
+	}
+	want := (&commonv1.SubjectIdentity{}).ProtoReflect().Descriptor().FullName()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		if f.Message() == nil || f.Message().FullName() != want || !r.Has(f) {
+			continue
+		}
+		id, _ := r.Get(f).Message().Interface().(*commonv1.SubjectIdentity)
+		vars["birth_name"], vars["usage_name"] = id.GetBirthName(), id.GetUsageName()
+		vars["given_names"] = strings.Join(id.GetGivenNames(), " ")
+		if g := id.GetGivenNames(); len(g) > 0 {
+			vars["first_given_name"] = g[0]
+		}
+		vars["sex"] = map[commonv1.Sex]string{commonv1.Sex_SEX_FEMALE: "F", commonv1.Sex_SEX_MALE: "M"}[id.GetSex()]
+		vars["birth_date"], vars["birth_place_cog"], vars["birth_country_cog"] = id.GetBirthDate(), id.GetBirthPlaceCog(), id.GetBirthCountryCog()
+	}
+	if len(vars) == 0 {
+		return nil, fmt.Errorf("%w: the request carries no subject", source.ErrNotIdentifiable)
+	}
+	return vars, nil
+}
+
+// expand replaces {name} in t with escape(vars[name]).
+func expand(t string, vars map[string]string, escape func(string) string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(t, '{')
+		j := strings.IndexByte(t[max(i, 0):], '}')
+		if i < 0 || j < 0 {
+			b.WriteString(t)
+			return b.String()
+		}
+		b.WriteString(t[:i])
+		b.WriteString(escape(vars[t[i+1:i+j]]))
+		t = t[i+j+1:]
+	}
+}
+
+func setSource(resp proto.Message, id, provider string, now time.Time, validFor time.Duration) {
+	meta := &commonv1.SourceMetadata{SourceId: id, Provider: provider, ProducedAt: timestamppb.New(now)}
+	if validFor > 0 {
+		meta.ValidUntil = timestamppb.New(now.Add(validFor))
+	}
+	source.SetMetadata(resp, meta)
+}
