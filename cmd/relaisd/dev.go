@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/relais-broker/relais/adapters/sources"
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
@@ -37,6 +38,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	vaultTokenFile := fs.String("vault-token-file", "", "file holding the Vault token (dev only: a token able to bootstrap the PKI)")
 	crlRefresh := fs.Duration("crl-refresh", 30*time.Second, "how often revocations are reloaded from the CA's CRL")
 	trustRefresh := fs.Duration("trust-refresh", 5*time.Minute, "how often the CA trust bundle is reloaded")
+	sourcesFile := fs.String("sources", "", "YAML file choosing the adapter of each service (sandbox, httpjson, remote); services it omits stay on the sandbox")
 	dataDir := fs.String("data-dir", "relais-dev", "directory for the dev CA, demo credentials and stores")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +67,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
-		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh}
+		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile}
 	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
@@ -87,6 +89,7 @@ func newLogger(format string, w io.Writer) (*slog.Logger, error) {
 type devOptions struct {
 	listen, adminListen, host, dataDir string
 	vaultAddr, vaultTokenFile          string
+	sourcesFile                        string
 	crlRefresh, trustRefresh           time.Duration
 }
 
@@ -108,6 +111,16 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		return err
 	}
 	defer env.Registry.Close()
+	if o.sourcesFile != "" {
+		built, err := sources.Load(o.sourcesFile, cat, env.Sandbox)
+		if err != nil {
+			return err
+		}
+		for _, b := range built {
+			env.Sources[b.Service] = broker.Source{ID: b.ID, Adapter: b.Adapter, Timeout: b.Timeout}
+			env.Guards[b.Service] = b.Guard
+		}
+	}
 	revoked := certs.NewRevocations()
 	keys, err := devenv.LoadKeys(o.dataDir)
 	if err != nil {

@@ -42,6 +42,8 @@ type Env struct {
 	Registry *boltreg.Store
 	// Sources wires the sandbox adapter to every typed service.
 	Sources map[string]broker.Source
+	// Sandbox is the sandbox adapter (unguarded).
+	Sandbox *sandbox.Adapter
 	// Guards protect each service's source and report its status.
 	Guards map[string]*resilience.Guard
 	// ServerKeeper renews ServerCert; run it for the life of the server.
@@ -127,6 +129,7 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	}
 	ok = true
 	adapter := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: SandboxSourceID, Clock: now})
+	env.Sandbox = adapter
 	env.Guards = map[string]*resilience.Guard{}
 	for _, svc := range cat.Services() {
 		// One guard per service: each sandbox "source" has its own limits.

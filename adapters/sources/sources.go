@@ -1,0 +1,188 @@
+// Package sources builds the source adapters of the typed services from a
+// configuration file: which adapter kind serves which service (sandbox,
+// httpjson with one of the known upstream formats, remote), its TLS
+// credentials, timeout and resilience settings. Every adapter is wrapped
+// in its own resilience guard. The file is decoded strictly: an unknown
+// key is an error with its line.
+package sources
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/relais-broker/relais/adapters/httpjson"
+	"github.com/relais-broker/relais/adapters/remote"
+	"github.com/relais-broker/relais/adapters/resilience"
+	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/source"
+)
+
+// File is the configuration file.
+type File struct {
+	Sources []Entry `yaml:"sources"`
+}
+
+// Entry configures the source of one typed service.
+type Entry struct {
+	// Service is the full service name.
+	Service string `yaml:"service"`
+	// ID names the source in metadata, logs and the audit log.
+	ID string `yaml:"id"`
+	// Kind is sandbox, httpjson or remote.
+	Kind    string        `yaml:"kind"`
+	Timeout time.Duration `yaml:"timeout"`
+	// HTTPJSON: base URL, provider, auth, and the upstream format
+	// (family_quotient_caf or job_seeker_france_travail).
+	BaseURL       string `yaml:"base_url"`
+	Provider      string `yaml:"provider"`
+	Format        string `yaml:"format"`
+	AuthHeader    string `yaml:"auth_header"`
+	AuthValueFile string `yaml:"auth_value_file"`
+	// Remote: the source's gRPC address.
+	Addr string `yaml:"addr"`
+	// TLS to the upstream: CA bundle, and a client certificate for mTLS.
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+	// Resilience settings.
+	MaxConcurrent    int                 `yaml:"max_concurrent"`
+	FailureThreshold int                 `yaml:"failure_threshold"`
+	OpenFor          time.Duration       `yaml:"open_for"`
+	Retries          int                 `yaml:"retries"`
+	Maintenance      []resilience.Window `yaml:"maintenance"`
+}
+
+// Built is a configured source, ready for broker.Config.Sources.
+type Built struct {
+	Service, ID string
+	Adapter     source.Adapter
+	Guard       *resilience.Guard
+	Timeout     time.Duration
+}
+
+// formats are the upstream formats httpjson knows.
+var formats = map[string]struct {
+	method string
+	route  func() httpjson.Route
+}{
+	"family_quotient_caf":       {httpjson.FamilyQuotientMethod, httpjson.FamilyQuotientRoute},
+	"job_seeker_france_travail": {httpjson.JobSeekerMethod, httpjson.JobSeekerRoute},
+}
+
+// Load reads and builds the file at path; sandbox is the adapter used for
+// entries of kind sandbox.
+func Load(path string, cat *catalog.Catalog, sandbox source.Adapter) ([]Built, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	seen := map[string]bool{}
+	var out []Built
+	for i, e := range f.Sources {
+		b, err := build(e, cat, sandbox)
+		if err != nil {
+			return nil, fmt.Errorf("%s: sources[%d] (%s): %w", path, i, e.Service, err)
+		}
+		if seen[e.Service] {
+			return nil, fmt.Errorf("%s: service %s is configured twice", path, e.Service)
+		}
+		seen[e.Service] = true
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
+	return out, nil
+}
+
+func build(e Entry, cat *catalog.Catalog, sandbox source.Adapter) (Built, error) {
+	if _, ok := cat.ServiceScopes(e.Service); !ok {
+		return Built{}, fmt.Errorf("unknown service %q", e.Service)
+	}
+	if e.ID == "" {
+		return Built{}, errors.New("id is required")
+	}
+	if e.Timeout <= 0 {
+		e.Timeout = 5 * time.Second
+	}
+	var inner source.Adapter
+	switch e.Kind {
+	case "sandbox":
+		inner = sandbox
+	case "httpjson":
+		format, ok := formats[e.Format]
+		if !ok {
+			return Built{}, fmt.Errorf("format %q: want family_quotient_caf or job_seeker_france_travail", e.Format)
+		}
+		if m, _ := cat.Method(format.method); m == nil || m.Service != e.Service {
+			return Built{}, fmt.Errorf("format %q does not serve %s", e.Format, e.Service)
+		}
+		tlsCfg, err := e.tlsConfig()
+		if err != nil {
+			return Built{}, err
+		}
+		a, err := httpjson.New(httpjson.Config{SourceID: e.ID, Provider: e.Provider, BaseURL: e.BaseURL, TLS: tlsCfg, AuthHeader: e.AuthHeader,
+			AuthValueFile: e.AuthValueFile, Routes: map[string]httpjson.Route{format.method: format.route()}, Catalog: cat})
+		if err != nil {
+			return Built{}, err
+		}
+		inner = a
+	case "remote":
+		tlsCfg, err := e.tlsConfig()
+		if err != nil {
+			return Built{}, err
+		}
+		if tlsCfg == nil || len(tlsCfg.Certificates) == 0 {
+			return Built{}, errors.New("remote sources need ca_file, cert_file and key_file (mTLS)")
+		}
+		a, err := remote.New(remote.Config{Addr: e.Addr, TLS: tlsCfg, Catalog: cat})
+		if err != nil {
+			return Built{}, err
+		}
+		inner = a
+	default:
+		return Built{}, fmt.Errorf("kind %q: want sandbox, httpjson or remote", e.Kind)
+	}
+	g := resilience.New(inner, resilience.Config{MaxConcurrent: e.MaxConcurrent, FailureThreshold: e.FailureThreshold, OpenFor: e.OpenFor,
+		Retries: e.Retries, Maintenance: e.Maintenance})
+	return Built{Service: e.Service, ID: e.ID, Adapter: g, Guard: g, Timeout: e.Timeout}, nil
+}
+
+// tlsConfig builds the client TLS configuration, nil when none is set.
+func (e Entry) tlsConfig() (*tls.Config, error) {
+	if e.CAFile == "" && e.CertFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: e.ServerName}
+	if e.CAFile != "" {
+		pem, err := os.ReadFile(e.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s holds no certificate", e.CAFile)
+		}
+	}
+	if e.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
