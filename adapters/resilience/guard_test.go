@@ -191,3 +191,20 @@ func TestStatusFromTraffic(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 }
+
+func TestProbeFeedsTheStatus(t *testing.T) {
+	src := &scripted{answer: func(context.Context) error { return nil }}
+	g := resilience.New(src, resilience.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.Probe(ctx, req, 10*time.Millisecond, time.Second); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Status().Calls < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if st := g.Status(); st.Calls < 3 || st.State != resilience.StateOK || st.LastSuccess.IsZero() {
+		t.Fatalf("status after probes: %+v", st)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/relais-broker/relais/adapters/httpjson"
 	"github.com/relais-broker/relais/adapters/remote"
@@ -53,6 +54,11 @@ type Entry struct {
 	CertFile   string `yaml:"cert_file"`
 	KeyFile    string `yaml:"key_file"`
 	ServerName string `yaml:"server_name"`
+	// ProbeInterval, when set, probes the source with the subject of
+	// ProbeRequest (a proto-JSON request for the service's method, naming
+	// a fictitious person the source keeps for that purpose).
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	ProbeRequest  string        `yaml:"probe_request"`
 	// Resilience settings.
 	MaxConcurrent    int                 `yaml:"max_concurrent"`
 	FailureThreshold int                 `yaml:"failure_threshold"`
@@ -67,6 +73,10 @@ type Built struct {
 	Adapter     source.Adapter
 	Guard       *resilience.Guard
 	Timeout     time.Duration
+	// Probe, when set, is the request to probe the source with every
+	// ProbeInterval (Guard.Probe).
+	Probe         *source.Request
+	ProbeInterval time.Duration
 }
 
 // formats are the upstream formats httpjson knows.
@@ -158,7 +168,31 @@ func build(e Entry, cat *catalog.Catalog, sandbox source.Adapter) (Built, error)
 	}
 	g := resilience.New(inner, resilience.Config{MaxConcurrent: e.MaxConcurrent, FailureThreshold: e.FailureThreshold, OpenFor: e.OpenFor,
 		Retries: e.Retries, Maintenance: e.Maintenance})
-	return Built{Service: e.Service, ID: e.ID, Adapter: g, Guard: g, Timeout: e.Timeout}, nil
+	b := Built{Service: e.Service, ID: e.ID, Adapter: g, Guard: g, Timeout: e.Timeout}
+	if e.ProbeInterval > 0 {
+		probe, err := probeRequest(cat, e)
+		if err != nil {
+			return Built{}, err
+		}
+		b.Probe, b.ProbeInterval = probe, e.ProbeInterval
+	}
+	return b, nil
+}
+
+// probeRequest decodes the probe's request for the service's method; the
+// probe asks for every scope.
+func probeRequest(cat *catalog.Catalog, e Entry) (*source.Request, error) {
+	for _, m := range cat.Methods() {
+		if m.Service != e.Service {
+			continue
+		}
+		in := m.Input.New().Interface()
+		if err := protojson.Unmarshal([]byte(e.ProbeRequest), in); err != nil {
+			return nil, fmt.Errorf("probe_request: %w", err)
+		}
+		return &source.Request{Method: m.FullMethod, Input: in, Scopes: m.Scopes}, nil
+	}
+	return nil, fmt.Errorf("service %s has no method", e.Service)
 }
 
 // tlsConfig builds the client TLS configuration, nil when none is set.

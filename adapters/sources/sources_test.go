@@ -36,8 +36,10 @@ func TestLoad(t *testing.T) {
   - service: relais.healthcover.v1.SolidarityHealthCoverService
     id: sandbox
     kind: sandbox
+    probe_interval: 1m
+    probe_request: '{"subject":{"birth_name":"DUPONT","given_names":["Zoé"],"sex":"SEX_FEMALE","birth_date":"1984-03-12","birth_place_cog":"75056","birth_country_cog":"99100"}}'
 `), cat, sb)
-	if err != nil || len(built) != 2 || built[0].ID != "caf" || built[0].Guard == nil || built[0].Timeout.Seconds() != 3 {
+	if err != nil || len(built) != 2 || built[0].ID != "caf" || built[0].Guard == nil || built[0].Timeout.Seconds() != 3 || built[1].Probe == nil {
 		t.Fatalf("load: %+v, %v", built, err)
 	}
 	for name, tc := range map[string]struct{ body, want string }{
@@ -47,6 +49,7 @@ func TestLoad(t *testing.T) {
 		"format of another":    {"sources:\n  - {service: relais.healthcover.v1.SolidarityHealthCoverService, id: x, kind: httpjson, format: family_quotient_caf, provider: p, base_url: 'https://x'}\n", "does not serve"},
 		"remote without mTLS":  {"sources:\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: x, kind: remote, addr: '127.0.0.1:1'}\n", "mTLS"},
 		"plain http elsewhere": {"sources:\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: x, kind: httpjson, format: family_quotient_caf, provider: p, base_url: 'http://caf.example'}\n", "https"},
+		"bad probe request":    {"sources:\n  - {service: relais.healthcover.v1.SolidarityHealthCoverService, id: x, kind: sandbox, probe_interval: 1m, probe_request: '{\"nom\":1}'}\n", "probe_request"},
 		"twice":                {"sources:\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: x, kind: sandbox}\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: y, kind: sandbox}\n", "twice"},
 	} {
 		if _, err := sources.Load(write(t, tc.body), cat, sb); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -119,6 +119,9 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		for _, b := range built {
 			env.Sources[b.Service] = broker.Source{ID: b.ID, Adapter: b.Adapter, Timeout: b.Timeout}
 			env.Guards[b.Service] = b.Guard
+			if b.Probe != nil {
+				go b.Guard.Probe(ctx, *b.Probe, b.ProbeInterval, b.Timeout)
+			}
 		}
 	}
 	revoked := certs.NewRevocations()
