@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -74,6 +75,8 @@ type Broker struct {
 	limiter    *ratelimit.Limiter
 	revoked    authn.RevocationChecker
 	pseudonyms *subject.Pseudonymizer
+	daily      *ratelimit.Daily
+	inFlight   sync.Map
 }
 
 // New checks cfg and returns a Broker.
@@ -92,6 +95,7 @@ func New(cfg Config) (*Broker, error) {
 		log:        cfg.Logger,
 		now:        cfg.Clock,
 		limiter:    ratelimit.New(),
+		daily:      ratelimit.NewDaily(),
 		revoked:    cfg.Revocations,
 		pseudonyms: cfg.Pseudonyms,
 	}
@@ -126,6 +130,13 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.validator = v
 	return b, nil
+}
+
+// SeedDailyCounts restores today's daily-quota counters (key: consumer
+// SIRET "|" service), from the audit log at start, so that a restart does
+// not reset them.
+func (b *Broker) SeedDailyCounts(day string, counts map[string]int) {
+	b.daily.Seed(day, counts, b.now())
 }
 
 // Catalog returns the catalogue the broker serves.

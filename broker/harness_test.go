@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +22,7 @@ import (
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/broker/source"
+	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 	familyquotientv1 "github.com/relais-broker/relais/proto/relais/familyquotient/v1"
@@ -38,6 +40,14 @@ const (
 )
 
 var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+var testPseudonyms = func() *subject.Pseudonymizer {
+	p, err := subject.New(bytes.Repeat([]byte{42}, 32))
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
 
 // fakeAdapter is a hand-written source: it counts calls, remembers the
 // scopes it was given and answers what the test sets.
@@ -103,6 +113,7 @@ type harness struct {
 	clock    *fakeClock
 	dir      string
 	revoked  *certs.Revocations
+	broker   *broker.Broker
 }
 
 type fakeClock struct {
@@ -179,10 +190,12 @@ func newHarness(t *testing.T, quota registry.Quota) *harness {
 		Audit:       h.audit,
 		Clock:       h.clock.Now,
 		Revocations: h.revoked,
+		Pseudonyms:  testPseudonyms,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.broker = b
 	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(serverCert, trust, certs.RejectRevoked(h.revoked)))))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

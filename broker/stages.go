@@ -210,7 +210,8 @@ func (b *Broker) authorize(ctx context.Context, c *call, req any, next handler) 
 // rateLimit applies the grant's token bucket for consumer × service and
 // reports the bucket in the ratelimit-* response headers.
 func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) (any, error) {
-	v := b.limiter.Allow(c.consumer.SIRET+"|"+c.method.Service, c.decision.Quota, b.now())
+	key := c.consumer.SIRET + "|" + c.method.Service
+	v := b.limiter.Allow(key, c.decision.Quota, b.now())
 	if v.Limit >= 0 {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(
 			"ratelimit-limit", strconv.Itoa(v.Limit),
@@ -220,6 +221,18 @@ func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) 
 	}
 	if !v.Allowed {
 		return nil, errcat.New(errcat.RateLimited).WithRetryAfter(v.RetryAfter)
+	}
+	if ok, reset := b.daily.Take(key, c.decision.Quota.DailyCap, b.now()); !ok {
+		return nil, errcat.New(errcat.DailyQuotaExceeded).WithRetryAfter(reset)
+	}
+	// One call at a time per consumer, method and subject: a duplicate is
+	// refused rather than sent to the source twice.
+	if c.subject != "" {
+		dup := key + "|" + c.method.FullMethod + "|" + c.subject
+		if _, busy := b.inFlight.LoadOrStore(dup, struct{}{}); busy {
+			return nil, errcat.New(errcat.DuplicateInFlight)
+		}
+		defer b.inFlight.Delete(dup)
 	}
 	return next(ctx, c, req)
 }

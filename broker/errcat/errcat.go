@@ -46,6 +46,8 @@ const (
 	InvalidSubject         Reason = "invalid_subject"
 	InvalidFieldMask       Reason = "invalid_field_mask"
 	RateLimited            Reason = "rate_limited"
+	DailyQuotaExceeded     Reason = "daily_quota_exceeded"
+	DuplicateInFlight      Reason = "duplicate_in_flight"
 	SubjectNotFound        Reason = "subject_not_found"
 	SubjectNotIdentifiable Reason = "subject_not_identifiable"
 	SourceUnavailable      Reason = "source_unavailable"
@@ -104,6 +106,10 @@ var entries = []Entry{
 		"A `field_mask` path is not a personal-data field of the response message."},
 	{RateLimited, codes.ResourceExhausted, "rate limit exceeded",
 		"Your body exceeded the rate of its grant for this service. RetryInfo says when to retry."},
+	{DailyQuotaExceeded, codes.ResourceExhausted, "daily quota exceeded",
+		"Your body used the daily cap of its grant for this service. Counters reset at midnight, Paris time; RetryInfo says when."},
+	{DuplicateInFlight, codes.Aborted, "the same call is already in progress",
+		"An identical call (same consumer, method and subject) is still being answered; the broker does not ask the source twice. Wait for the first answer."},
 	{SubjectNotFound, codes.NotFound, "subject not found",
 		"The source knows no person with this identity."},
 	{SubjectNotIdentifiable, codes.FailedPrecondition, "subject cannot be identified with certainty",

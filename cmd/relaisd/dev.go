@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,6 +20,7 @@ import (
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/renewal"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
@@ -155,6 +157,9 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
+	if err := seedDailyCounts(ctx, b, auditLog); err != nil {
+		return err
+	}
 	renew, err := renewal.New(renewal.Config{Signer: env.CA, Registry: env.Registry, Records: env.Registry, Catalog: cat, Audit: auditLog, Revocations: revoked})
 	if err != nil {
 		return err
@@ -250,4 +255,28 @@ func purgeDaily(ctx context.Context, l *boltlog.Log, logger *slog.Logger) {
 		case <-time.After(24 * time.Hour):
 		}
 	}
+}
+
+// seedDailyCounts rebuilds today's daily-quota counters from the audit
+// log (calls that reached a source), so a restart does not reset them.
+func seedDailyCounts(ctx context.Context, b *broker.Broker, log *boltlog.Log) error {
+	now := time.Now()
+	midnight := ratelimit.NextMidnight(now).AddDate(0, 0, -1)
+	recs, err := log.Query(ctx, boltlog.Filter{From: midnight, Limit: 1 << 24})
+	if err != nil {
+		return fmt.Errorf("daily counters from the audit log: %w", err)
+	}
+	counts := map[string]int{}
+	for _, r := range recs {
+		if r.Source == "" || r.Consumer == "" {
+			continue
+		}
+		service := strings.TrimPrefix(r.Method, "/")
+		if i := strings.LastIndexByte(service, '/'); i >= 0 {
+			service = service[:i]
+		}
+		counts[r.Consumer+"|"+service]++
+	}
+	b.SeedDailyCounts(ratelimit.Day(now), counts)
+	return nil
 }
