@@ -14,8 +14,8 @@ import (
 
 // TestAuditLogHoldsNoPersonalDataAndVerifies calls every service for
 // sandbox citizens through a running broker, stops it, then scans the raw
-// bytes of the audit log and the registry for any sandbox attribute value
-// or clear identity, and verifies the log with relaisctl and the public
+// bytes of the audit log, the registry and the broker's log output for any
+// sandbox attribute value or clear identity, and verifies the log with relaisctl and the public
 // key alone.
 func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 	t.Parallel()
@@ -56,7 +56,12 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 	}
 	_ = d.cmd.Wait()
 
-	var raw []byte
+	// The broker's log output is scanned with the stores.
+	logs, err := os.ReadFile(d.stderr.Name())
+	if err != nil || !bytes.Contains(logs, []byte(`"msg":"call"`)) {
+		t.Fatalf("no call lines in the broker's log: %v", err)
+	}
+	raw := append([]byte(nil), logs...)
 	for _, f := range []string{"audit.db", "registry.db"} {
 		b, err := os.ReadFile(filepath.Join(d.dataDir, f))
 		if err != nil {
@@ -66,6 +71,9 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 	}
 	if !bytes.Contains(raw, []byte("DOSSIER-AUDIT")) {
 		t.Fatal("the audit log does not hold the calls (the scan would prove nothing)")
+	}
+	if !bytes.Contains(logs, []byte("GetFamilyQuotient")) {
+		t.Fatal("the log holds no call line (the scan would prove nothing)")
 	}
 	// Every identity and attribute value the sandbox holds for the
 	// citizens called, in every form a careless encoder could use.
@@ -82,7 +90,7 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 		}
 		for _, form := range []string{n, strings.ToUpper(n), strings.ToLower(n)} {
 			if bytes.Contains(raw, []byte(form)) {
-				t.Errorf("the stores contain %q", form)
+				t.Errorf("the stores or the log contain %q", form)
 			}
 		}
 	}
