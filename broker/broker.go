@@ -61,6 +61,14 @@ type Config struct {
 	// Pseudonyms computes the subject pseudonym of audit records; nil
 	// records none.
 	Pseudonyms *subject.Pseudonymizer
+	// Observer, when set, sees every call's record (metrics).
+	Observer Observer
+}
+
+// Observer is told about every call once it is traced: its audit record
+// (no personal data) and how long the source took (zero if not called).
+type Observer interface {
+	ObserveCall(r audit.Record, sourceLatency time.Duration)
 }
 
 // Broker serves the typed source services.
@@ -76,6 +84,7 @@ type Broker struct {
 	revoked    authn.RevocationChecker
 	pseudonyms *subject.Pseudonymizer
 	daily      *ratelimit.Daily
+	observer   Observer
 	inFlight   sync.Map
 }
 
@@ -96,6 +105,7 @@ func New(cfg Config) (*Broker, error) {
 		now:        cfg.Clock,
 		limiter:    ratelimit.New(),
 		daily:      ratelimit.NewDaily(),
+		observer:   cfg.Observer,
 		revoked:    cfg.Revocations,
 		pseudonyms: cfg.Pseudonyms,
 	}

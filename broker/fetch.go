@@ -23,6 +23,8 @@ func (b *Broker) fetch(ctx context.Context, c *call, req any) (any, error) {
 	c.sourceID = src.ID
 	fctx, cancel := context.WithTimeout(ctx, src.Timeout)
 	defer cancel()
+	start := b.now()
+	defer func() { c.sourceLatency = b.now().Sub(start) }()
 	resp, err := src.Adapter.Fetch(fctx, source.Request{
 		Method: c.method.FullMethod,
 		Input:  req.(proto.Message),

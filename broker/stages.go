@@ -39,6 +39,8 @@ type call struct {
 	returned  scope.Set
 	sourceID  string
 	subject   string // pseudonym
+	// sourceLatency is how long the source took, when it was called.
+	sourceLatency time.Duration
 }
 
 // RequestIDHeader is the response header carrying the call's request id.
@@ -89,6 +91,9 @@ func (b *Broker) auditStage(ctx context.Context, c *call, req any, next handler)
 		rec.Code, rec.Reason = errcat.From(err).Code().String(), string(errcat.AuditUnavailable)
 	}
 	b.logCall(rec, err)
+	if b.observer != nil {
+		b.observer.ObserveCall(rec, c.sourceLatency)
+	}
 	return resp, err
 }
 

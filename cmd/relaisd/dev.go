@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,6 +21,8 @@ import (
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/metrics"
+	"github.com/relais-broker/relais/broker/ops"
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/renewal"
 	"github.com/relais-broker/relais/broker/subject"
@@ -40,6 +43,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	vaultTokenFile := fs.String("vault-token-file", "", "file holding the Vault token (dev only: a token able to bootstrap the PKI)")
 	crlRefresh := fs.Duration("crl-refresh", 30*time.Second, "how often revocations are reloaded from the CA's CRL")
 	trustRefresh := fs.Duration("trust-refresh", 5*time.Minute, "how often the CA trust bundle is reloaded")
+	opsListen := fs.String("ops-listen", "127.0.0.1:9090", "address of the operations HTTP listener: /metrics, /healthz, /readyz")
 	sourcesFile := fs.String("sources", "", "YAML file choosing the adapter of each service (sandbox, httpjson, remote); services it omits stay on the sandbox")
 	dataDir := fs.String("data-dir", "relais-dev", "directory for the dev CA, demo credentials and stores")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
@@ -69,7 +73,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
-		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile}
+		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen}
 	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
@@ -91,7 +95,7 @@ func newLogger(format string, w io.Writer) (*slog.Logger, error) {
 type devOptions struct {
 	listen, adminListen, host, dataDir string
 	vaultAddr, vaultTokenFile          string
-	sourcesFile                        string
+	sourcesFile, opsListen             string
 	crlRefresh, trustRefresh           time.Duration
 }
 
@@ -135,7 +139,8 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	auditLog, err := boltlog.Open(filepath.Join(o.dataDir, AuditFile), boltlog.Options{SigningKey: keys.Signing})
+	mets := metrics.New()
+	auditLog, err := boltlog.Open(filepath.Join(o.dataDir, AuditFile), boltlog.Options{SigningKey: keys.Signing, OnCommit: mets.ObserveAuditCommit})
 	if err != nil {
 		return err
 	}
@@ -153,6 +158,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		Logger:      logger,
 		Revocations: revoked,
 		Pseudonyms:  pseudonyms,
+		Observer:    mets,
 	})
 	if err != nil {
 		return err
@@ -193,15 +199,27 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
 	credentialsv1.RegisterCredentialServiceServer(srv, renew)
 	adminSrv := adm.NewGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
+	mets.SetAuditQueue(auditLog.QueueDepth)
+	opsLis, err := net.Listen("tcp", o.opsListen)
+	if err != nil {
+		lis.Close()
+		adminLis.Close()
+		return err
+	}
+	opsSrv := &http.Server{Handler: ops.Handler(mets.Handler(), readiness(env, auditLog)), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = opsSrv.Serve(opsLis) }()
+	defer opsSrv.Close()
+	go watchGauges(ctx, mets, env)
 
 	env.ServerKeeper.Logger = logger
 	go env.ServerKeeper.Run(ctx)
 	go certs.KeepTrust(ctx, env.CA, env.Trust, o.trustRefresh, logger)
 	go certs.WatchCRL(ctx, revoked, env.CA, o.crlRefresh, logger, nil)
 
-	printWelcome(stdout, lis.Addr().String(), adminLis.Addr().String(), o.dataDir, env)
+	fmt.Fprintf(stdout, "operations:     http://%s/metrics /healthz /readyz\n", opsLis.Addr())
 	fmt.Fprintf(stdout, "audit log:      %s (verify: relaisctl audit verify --db %s --public-key %s)\n",
 		filepath.Join(o.dataDir, AuditFile), filepath.Join(o.dataDir, AuditFile), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile))
+	printWelcome(stdout, lis.Addr().String(), adminLis.Addr().String(), o.dataDir, env)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
 	go func() { errc <- adminSrv.Serve(adminLis) }()
@@ -279,4 +297,57 @@ func seedDailyCounts(ctx context.Context, b *broker.Broker, log *boltlog.Log) er
 	}
 	b.SeedDailyCounts(ratelimit.Day(now), counts)
 	return nil
+}
+
+// readiness lists what /readyz checks: the dependencies must really work.
+func readiness(env *devenv.Env, auditLog *boltlog.Log) []ops.Check {
+	return []ops.Check{
+		{Name: "registry", Fn: func(ctx context.Context) error { _, err := env.Registry.ListConsumers(ctx); return err }},
+		{Name: "audit_log", Fn: func(context.Context) error { return auditLog.Healthy() }},
+		{Name: "trust_bundle", Fn: func(context.Context) error {
+			if env.Trust.Pool() == nil {
+				return errors.New("no CA trust bundle loaded")
+			}
+			return nil
+		}},
+		{Name: "certificates", Fn: func(ctx context.Context) error {
+			c := env.ServerCert.Certificate()
+			if c == nil || time.Now().After(c.Leaf.NotAfter) {
+				return errors.New("the broker's certificate is missing or expired")
+			}
+			if _, err := env.CA.TrustBundle(ctx); err != nil && time.Until(c.Leaf.NotAfter) < time.Hour {
+				return fmt.Errorf("CA unreachable and the certificate expires within the hour: %w", err)
+			}
+			return nil
+		}},
+	}
+}
+
+// watchGauges refreshes the gauges that are states, not events: source
+// states and certificate expiries.
+func watchGauges(ctx context.Context, mets *metrics.Metrics, env *devenv.Env) {
+	for {
+		for svc, g := range env.Guards {
+			mets.SetSourceState(env.Sources[svc].ID+"/"+svc, string(g.Status().State))
+		}
+		if c := env.ServerCert.Certificate(); c != nil {
+			mets.SetCertExpiry("server", c.Leaf.NotAfter)
+		}
+		if recs, err := env.Registry.ListCredentials(ctx, ""); err == nil {
+			var soonest time.Time
+			for _, r := range recs {
+				if r.Kind == "consumer" && r.Status == "active" && r.NotAfter.After(time.Now()) && (soonest.IsZero() || r.NotAfter.Before(soonest)) {
+					soonest = r.NotAfter
+				}
+			}
+			if !soonest.IsZero() {
+				mets.SetCertExpiry("consumer_soonest", soonest)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 }

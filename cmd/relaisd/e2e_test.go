@@ -86,6 +86,7 @@ type devBroker struct {
 	cmd       *exec.Cmd
 	addr      string
 	adminAddr string
+	opsAddr   string
 	firstCall string
 	dataDir   string
 	stderr    *os.File
@@ -108,7 +109,7 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
+	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
 	d.cmd.Stderr = d.stderr
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -135,6 +136,7 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	}()
 	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	adminAPI := regexp.MustCompile(`admin API: +(127\.0\.0\.1:\d+)`)
+	opsAPI := regexp.MustCompile(`operations: +http://(127\.0\.0\.1:\d+)/`)
 	timeout := time.After(60 * time.Second)
 	for d.firstCall == "" {
 		select {
@@ -147,6 +149,9 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 			}
 			if m := adminAPI.FindStringSubmatch(line); m != nil {
 				d.adminAddr = m[1]
+			}
+			if m := opsAPI.FindStringSubmatch(line); m != nil {
+				d.opsAddr = m[1]
 			}
 			if strings.HasPrefix(line, "  grpcurl ") {
 				d.firstCall = strings.TrimSpace(line)

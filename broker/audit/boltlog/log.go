@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -53,7 +54,9 @@ type Options struct {
 	Retention time.Duration
 	// OneCommitPerRecord disables group commit (benchmarks only).
 	OneCommitPerRecord bool
-	Clock              func() time.Time
+	// OnCommit, when set, is told each commit's duration and size (metrics).
+	OnCommit func(d time.Duration, records int)
+	Clock    func() time.Time
 }
 
 // Log is an open audit log. Safe for concurrent use.
@@ -64,6 +67,22 @@ type Log struct {
 	stop  chan struct{}
 	done  sync.WaitGroup
 	once  sync.Once
+	// lastErr is the outcome of the last commit, for readiness.
+	lastErr atomic.Pointer[errBox]
+}
+
+type errBox struct{ err error }
+
+// QueueDepth is the number of appends waiting for the next commit.
+func (l *Log) QueueDepth() int { return len(l.queue) }
+
+// Healthy returns the error of the last commit, nil when it succeeded (or
+// none happened yet).
+func (l *Log) Healthy() error {
+	if b := l.lastErr.Load(); b != nil {
+		return b.err
+	}
+	return nil
 }
 
 type pending struct {
@@ -197,7 +216,12 @@ func (l *Log) writer() {
 				}
 			}
 		}
+		start := time.Now()
 		err := l.db.Update(func(tx *bolt.Tx) error { return l.write(tx, batch) })
+		if l.opts.OnCommit != nil {
+			l.opts.OnCommit(time.Since(start), len(batch))
+		}
+		l.lastErr.Store(&errBox{err})
 		for _, p := range batch {
 			p.err <- err
 		}
