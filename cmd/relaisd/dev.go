@@ -196,9 +196,9 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		lis.Close()
 		return err
 	}
-	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
+	srv, _ := b.NewGRPCServer(append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
 	credentialsv1.RegisterCredentialServiceServer(srv, renew)
-	adminSrv := adm.NewGRPCServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
+	adminSrv := adm.NewGRPCServer(append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
 	mets.SetAuditQueue(auditLog.QueueDepth)
 	opsLis, err := net.Listen("tcp", o.opsListen)
 	if err != nil {

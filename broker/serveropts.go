@@ -1,0 +1,35 @@
+package broker
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Limits of the data API's gRPC server.
+const (
+	// MaxRequestBytes bounds a request: typed requests are a few hundred
+	// bytes; anything near this is an attack or a bug.
+	MaxRequestBytes = 64 << 10
+	// MaxResponseBytes bounds a response.
+	MaxResponseBytes = 4 << 20
+	// MaxStreamsPerConnection bounds concurrent calls on one connection.
+	MaxStreamsPerConnection = 128
+)
+
+// ServerOptions are the lifecycle settings relaisd serves the data and
+// admin APIs with: message size limits, per-connection stream limit, and
+// keepalive enforcement (clients may not ping more often than every 20 s;
+// idle connections close after 15 min; every connection is recycled
+// within 2 h, with 30 s of grace, so certificate changes reach it).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxSendMsgSize(MaxResponseBytes),
+		grpc.MaxConcurrentStreams(MaxStreamsPerConnection),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, MaxConnectionAge: 2 * time.Hour,
+			MaxConnectionAgeGrace: 30 * time.Second, Time: 5 * time.Minute, Timeout: 20 * time.Second}),
+	}
+}
