@@ -104,7 +104,25 @@ func (ca *CA) IssueServer(ctx context.Context, dnsNames []string, ips []net.IP, 
 	if err != nil {
 		return nil, ca.mapErr("issue server certificate", err)
 	}
-	return credentialFrom(s, nil, true)
+	cred, err := credentialFrom(s, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := parseOneCert(string(cred.CertPEM))
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range dnsNames {
+		if leaf.VerifyHostname(n) != nil {
+			return nil, fmt.Errorf("vault issued a server certificate without the name %s", n)
+		}
+	}
+	for _, ip := range ipStrings {
+		if leaf.VerifyHostname(ip) != nil {
+			return nil, fmt.Errorf("vault issued a server certificate without the address %s", ip)
+		}
+	}
+	return cred, nil
 }
 
 // TrustBundle implements certs.Issuer: every issuer certificate of the

@@ -197,7 +197,7 @@ func mapErr(addr, op string, err error) error {
 		case re.StatusCode == http.StatusBadRequest:
 			return fmt.Errorf("%w: vault refused %s: %s", certs.ErrInvalidRequest, op, msg)
 		case re.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("vault at %s: permission denied for %s (the token's policy does not allow it)", addr, op)
+			return fmt.Errorf("vault at %s: permission denied for %s (the token's policy does not allow it; the broker's is %q, operators need a policy that can write %s roles)", addr, op, BrokerPolicy, DefaultMount)
 		case re.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: vault has no %s (%s); is the PKI bootstrapped (relaisctl vault init)?", certs.ErrInvalidRequest, op, msg)
 		case re.StatusCode >= 500:
