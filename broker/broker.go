@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -74,7 +75,7 @@ type Observer interface {
 // Broker serves the typed source services.
 type Broker struct {
 	catalog    *catalog.Catalog
-	sources    map[string]Source
+	sources    atomic.Pointer[map[string]Source]
 	registry   registry.Reader
 	audit      audit.Recorder
 	log        *slog.Logger
@@ -98,7 +99,6 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{
 		catalog:    cfg.Catalog,
-		sources:    make(map[string]Source, len(cfg.Sources)),
 		registry:   cfg.Registry,
 		audit:      cfg.Audit,
 		log:        cfg.Logger,
@@ -118,21 +118,8 @@ func New(cfg Config) (*Broker, error) {
 	if b.now == nil {
 		b.now = time.Now
 	}
-	known := make(map[string]bool)
-	for _, s := range b.catalog.Services() {
-		known[s] = true
-	}
-	for svc, src := range cfg.Sources {
-		if !known[svc] {
-			return nil, fmt.Errorf("broker: source %q configured for unknown service %q", src.ID, svc)
-		}
-		if src.Adapter == nil || src.ID == "" {
-			return nil, fmt.Errorf("broker: source for %s needs an id and an adapter", svc)
-		}
-		if src.Timeout <= 0 {
-			src.Timeout = DefaultSourceTimeout
-		}
-		b.sources[svc] = src
+	if err := b.SetSources(cfg.Sources); err != nil {
+		return nil, err
 	}
 	v, err := protovalidate.New()
 	if err != nil {
@@ -140,6 +127,35 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.validator = v
 	return b, nil
+}
+
+// SetSources replaces the sources, for a reload without restart: calls
+// already fetching finish with the source they started with.
+func (b *Broker) SetSources(sources map[string]Source) error {
+	known := make(map[string]bool)
+	for _, s := range b.catalog.Services() {
+		known[s] = true
+	}
+	next := make(map[string]Source, len(sources))
+	for svc, src := range sources {
+		if !known[svc] {
+			return fmt.Errorf("broker: source %q configured for unknown service %q", src.ID, svc)
+		}
+		if src.Adapter == nil || src.ID == "" {
+			return fmt.Errorf("broker: source for %s needs an id and an adapter", svc)
+		}
+		if src.Timeout <= 0 {
+			src.Timeout = DefaultSourceTimeout
+		}
+		next[svc] = src
+	}
+	b.sources.Store(&next)
+	return nil
+}
+
+func (b *Broker) source(service string) (Source, bool) {
+	src, ok := (*b.sources.Load())[service]
+	return src, ok
 }
 
 // SeedDailyCounts restores today's daily-quota counters (key: consumer

@@ -16,7 +16,7 @@ import (
 // fetch is the end of the chain: one live call to the source adapter, a
 // check of what it answered, then minimisation. Nothing is cached.
 func (b *Broker) fetch(ctx context.Context, c *call, req any) (any, error) {
-	src, ok := b.sources[c.method.Service]
+	src, ok := b.source(c.method.Service)
 	if !ok {
 		return nil, errcat.New(errcat.ServiceNotConfigured)
 	}

@@ -25,7 +25,7 @@ func (b *Broker) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 	hs := health.NewServer()
 	for _, svc := range b.catalog.Services() {
 		st := healthpb.HealthCheckResponse_SERVING
-		if _, ok := b.sources[svc]; !ok {
+		if _, ok := b.source(svc); !ok {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
 		hs.SetServingStatus(svc, st)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/internal/devenv"
+	"github.com/relais-broker/relais/internal/keyfile"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
@@ -36,7 +37,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relaisctl audit verify: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	pub, err := devenv.LoadPublicKey(*pubFile)
+	pub, err := keyfile.ReadPublicKey(*pubFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 1

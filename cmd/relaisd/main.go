@@ -22,8 +22,10 @@ func main() {
 const usage = `usage: relaisd <command> [flags]
 
 commands:
-  dev       run the broker on embedded defaults: dev CA, sandbox sources, demo consumers
-  version   print the version
+  dev           run the broker on embedded defaults: dev CA, sandbox sources, demo consumers
+  serve         run the broker from a configuration file (--config /etc/relais/relaisd.yaml)
+  check-config  validate a configuration file without starting (--config FILE)
+  version       print the version
 
 Run 'relaisd <command> -h' for the flags of a command.
 `
@@ -39,6 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		return runDev(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "check-config":
+		return runCheckConfig(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "relaisd", version)
 		return 0

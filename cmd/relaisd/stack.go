@@ -54,6 +54,9 @@ type stack struct {
 	Retention                      time.Duration
 	Listen, AdminListen, OpsListen string
 	CRLRefresh, TrustRefresh       time.Duration
+	// broker is set once running; reload, when set, swaps the sources.
+	broker *broker.Broker
+	reload func() error
 }
 
 // loadSources puts the adapters of a sources file in place; sandbox
@@ -102,6 +105,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	if err != nil {
 		return err
 	}
+	st.broker = b
 	if err := seedDailyCounts(ctx, b, auditLog); err != nil {
 		return err
 	}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/relais-broker/relais/adapters/sources"
+	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/internal/keyfile"
+)
+
+// Config is relaisd's configuration file (YAML), decoded strictly: an
+// unknown key is an error that names it and its line. Secrets are never
+// in the file: it names files, and the environment may override them
+// (RELAIS_VAULT_SECRET_ID, RELAIS_PSEUDONYM_KEY).
+type Config struct {
+	// DataDir holds registry.db and audit.db.
+	DataDir string       `yaml:"data_dir"`
+	Listen  ListenConfig `yaml:"listen"`
+	TLS     TLSConfig    `yaml:"tls"`
+	Audit   AuditConfig  `yaml:"audit"`
+	// SourcesFile chooses each service's adapter (adapters/sources);
+	// reloaded on SIGHUP. Services it omits answer service_not_configured.
+	SourcesFile string    `yaml:"sources_file"`
+	Log         LogConfig `yaml:"log"`
+}
+
+// ListenConfig are the three listeners.
+type ListenConfig struct {
+	Data  string `yaml:"data"`  // mTLS data API (consumers)
+	Admin string `yaml:"admin"` // mTLS admin API (operators)
+	Ops   string `yaml:"ops"`   // HTTP /metrics /healthz /readyz
+}
+
+// TLSConfig says where certificates come from.
+type TLSConfig struct {
+	// ServerNames and ServerIPs are what the broker's certificate covers.
+	ServerNames []string      `yaml:"server_names"`
+	ServerIPs   []string      `yaml:"server_ips"`
+	ServerTTL   time.Duration `yaml:"server_ttl"`
+	// CRLRefresh and TrustRefresh: how often revocations and the trust
+	// bundle are reloaded from the CA (30 s and 5 min when zero).
+	CRLRefresh   time.Duration `yaml:"crl_refresh"`
+	TrustRefresh time.Duration `yaml:"trust_refresh"`
+	// Vault is the production CA; DevCADir an embedded dev CA (tests and
+	// evaluation only). Exactly one.
+	Vault    *VaultConfig `yaml:"vault"`
+	DevCADir string       `yaml:"dev_ca_dir"`
+}
+
+// VaultConfig is how the broker reaches Vault: AppRole, never a root token.
+type VaultConfig struct {
+	Addr         string `yaml:"addr"`
+	CAFile       string `yaml:"ca_file"`
+	Mount        string `yaml:"mount"`
+	RootMount    string `yaml:"root_mount"`
+	RoleID       string `yaml:"role_id"`
+	SecretIDFile string `yaml:"secret_id_file"`
+}
+
+// AuditConfig names the audit keys and the retention.
+type AuditConfig struct {
+	SigningKeyFile   string        `yaml:"signing_key_file"`
+	PseudonymKeyFile string        `yaml:"pseudonym_key_file"`
+	Retention        time.Duration `yaml:"retention"`
+}
+
+// LogConfig chooses the log format.
+type LogConfig struct {
+	Format string `yaml:"format"` // json (default) or text
+}
+
+// loadConfig reads, decodes strictly, applies defaults and validates.
+func loadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Listen.Data == "" {
+		c.Listen.Data = "0.0.0.0:4443"
+	}
+	if c.Listen.Admin == "" {
+		c.Listen.Admin = "127.0.0.1:4444"
+	}
+	if c.Listen.Ops == "" {
+		c.Listen.Ops = "127.0.0.1:9090"
+	}
+	if c.TLS.ServerTTL == 0 {
+		c.TLS.ServerTTL = 30 * 24 * time.Hour
+	}
+	if c.TLS.CRLRefresh == 0 {
+		c.TLS.CRLRefresh = 30 * time.Second
+	}
+	if c.TLS.TrustRefresh == 0 {
+		c.TLS.TrustRefresh = 5 * time.Minute
+	}
+	if c.Audit.Retention == 0 {
+		c.Audit.Retention = 365 * 24 * time.Hour
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+// validate checks everything that can be checked without connecting:
+// addresses, files, keys, the sources file. It does not reach Vault.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.DataDir == "" {
+		add("data_dir is required")
+	} else if st, err := os.Stat(c.DataDir); err != nil || !st.IsDir() {
+		add("data_dir %s: not a directory", c.DataDir)
+	}
+	for name, addr := range map[string]string{"listen.data": c.Listen.Data, "listen.admin": c.Listen.Admin, "listen.ops": c.Listen.Ops} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add("%s %q: %v", name, addr, err)
+		}
+	}
+	if len(c.TLS.ServerNames) == 0 && len(c.TLS.ServerIPs) == 0 {
+		add("tls.server_names or tls.server_ips is required")
+	}
+	for _, ip := range c.TLS.ServerIPs {
+		if net.ParseIP(ip) == nil {
+			add("tls.server_ips: %q is not an IP address", ip)
+		}
+	}
+	switch v := c.TLS.Vault; {
+	case v != nil && c.TLS.DevCADir != "":
+		add("tls: give vault or dev_ca_dir, not both")
+	case v == nil && c.TLS.DevCADir == "":
+		add("tls: vault (production) or dev_ca_dir is required")
+	case v != nil:
+		if v.Addr == "" || v.RoleID == "" {
+			add("tls.vault: addr and role_id are required (the broker logs in with AppRole)")
+		}
+		if os.Getenv("RELAIS_VAULT_SECRET_ID") == "" {
+			if _, err := os.ReadFile(v.SecretIDFile); err != nil {
+				add("tls.vault.secret_id_file: %v (or set RELAIS_VAULT_SECRET_ID)", err)
+			}
+		}
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format %q: want json or text", c.Log.Format)
+	}
+	if _, err := keyfile.ReadSigningKey(c.Audit.SigningKeyFile); err != nil {
+		add("audit.signing_key_file: %v", err)
+	}
+	if _, err := c.pseudonymKey(); err != nil {
+		add("audit.pseudonym_key_file: %v", err)
+	}
+	if c.Audit.Retention < 24*time.Hour {
+		add("audit.retention %s: at least a day (the CNIL range is 6 to 12 months)", c.Audit.Retention)
+	}
+	if c.SourcesFile != "" {
+		if _, err := sources.Load(c.SourcesFile, catalog.Default(), nil); err != nil {
+			add("sources_file: %v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pseudonymKey is RELAIS_PSEUDONYM_KEY (hex) when set, else the file.
+func (c *Config) pseudonymKey() ([]byte, error) {
+	if v := os.Getenv("RELAIS_PSEUDONYM_KEY"); v != "" {
+		return keyfile.ParsePseudonymKey(v)
+	}
+	return keyfile.ReadPseudonymKey(c.Audit.PseudonymKeyFile)
+}
+
+// secretID is RELAIS_VAULT_SECRET_ID when set, else the file.
+func (v *VaultConfig) secretID() (string, error) {
+	if s := os.Getenv("RELAIS_VAULT_SECRET_ID"); s != "" {
+		return s, nil
+	}
+	raw, err := os.ReadFile(v.SecretIDFile)
+	return strings.TrimSpace(string(raw)), err
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/relais-broker/relais/adapters/resilience"
+	"github.com/relais-broker/relais/adapters/sandbox"
+	"github.com/relais-broker/relais/adapters/sources"
+	"github.com/relais-broker/relais/broker"
+	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/registry/boltreg"
+	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/certs/vaultca"
+	"github.com/relais-broker/relais/internal/devenv"
+	"github.com/relais-broker/relais/internal/keyfile"
+)
+
+// runCheckConfig validates a configuration file without starting.
+func runCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relaisd check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/relais/relaisd.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, err := loadConfig(*path); err != nil {
+		fmt.Fprintf(stderr, "relaisd check-config: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: configuration OK\n", *path)
+	return 0
+}
+
+// runServe runs the broker from a configuration file.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relaisd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/relais/relaisd.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "relaisd serve: %v\n", err)
+		return 1
+	}
+	logger, err := newLogger(cfg.Log.Format, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "relaisd serve: %v\n", err)
+		return 2
+	}
+	if err := serve(ctx, cfg, logger, stdout); err != nil {
+		fmt.Fprintf(stderr, "relaisd serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cat := catalog.Default()
+	ca, closeCA, err := configuredCA(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeCA()
+	var ips []net.IP
+	for _, ip := range cfg.TLS.ServerIPs {
+		ips = append(ips, net.ParseIP(ip))
+	}
+	st := &stack{
+		Catalog: cat, CA: ca, ServerCert: certs.NewCertSource(), Trust: certs.NewTrustPool(),
+		Sources: map[string]broker.Source{}, Guards: map[string]*resilience.Guard{},
+		AuditPath: filepath.Join(cfg.DataDir, AuditFile), Retention: cfg.Audit.Retention,
+		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops,
+		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh,
+	}
+	st.Keeper = &certs.ServerCertKeeper{Issuer: ca, Source: st.ServerCert, DNSNames: cfg.TLS.ServerNames, IPs: ips, TTL: cfg.TLS.ServerTTL}
+	if err := st.Keeper.Issue(ctx); err != nil {
+		return fmt.Errorf("the broker's certificate: %w", err)
+	}
+	bundle, err := ca.TrustBundle(ctx)
+	if err == nil {
+		err = st.Trust.Set(bundle)
+	}
+	if err != nil {
+		return fmt.Errorf("trust bundle: %w", err)
+	}
+	if st.Signing, err = keyfile.ReadSigningKey(cfg.Audit.SigningKeyFile); err != nil {
+		return err
+	}
+	if st.Pseudonym, err = cfg.pseudonymKey(); err != nil {
+		return err
+	}
+	reg, err := boltreg.Open(filepath.Join(cfg.DataDir, devenv.RegistryFile), boltreg.Options{Catalog: cat})
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	st.Registry = reg
+	sb := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})
+	if cfg.SourcesFile != "" {
+		if err := st.loadSources(cfg.SourcesFile, sb); err != nil {
+			return err
+		}
+	}
+	st.reload = func() error { return reloadSources(st, cfg.SourcesFile, sb) }
+	go reloadOnHUP(ctx, st, logger)
+	return runStack(ctx, st, logger, func(data, admin, ops string) {
+		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s\n", data, admin, ops)
+	})
+}
+
+// configuredCA is Vault (AppRole) or, for evaluation, a dev CA directory.
+func configuredCA(ctx context.Context, cfg *Config) (certs.Authority, func(), error) {
+	if v := cfg.TLS.Vault; v != nil {
+		secret, err := v.secretID()
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls.vault.secret_id_file: %w", err)
+		}
+		ca, err := vaultca.New(ctx, vaultca.Config{Addr: v.Addr, CAFile: v.CAFile, Mount: v.Mount, RootMount: v.RootMount, AppRoleID: v.RoleID, AppRoleSecretID: secret})
+		if err != nil {
+			return nil, nil, err
+		}
+		return ca, ca.Close, nil
+	}
+	ca, err := certs.OpenDevCA(cfg.TLS.DevCADir, nil)
+	return ca, func() {}, err
+}
+
+// reloadSources re-reads the sources file and swaps the broker's sources.
+func reloadSources(st *stack, path string, sb *sandbox.Adapter) error {
+	if path == "" || st.broker == nil {
+		return nil
+	}
+	built, err := sources.Load(path, st.Catalog, sb)
+	if err != nil {
+		return err
+	}
+	next := map[string]broker.Source{}
+	for _, b := range built {
+		next[b.Service] = broker.Source{ID: b.ID, Adapter: b.Adapter, Timeout: b.Timeout}
+	}
+	return st.broker.SetSources(next)
+}
+
+// reloadOnHUP reloads the source adapters on SIGHUP (grants and
+// revocations need no reload: they apply at once).
+func reloadOnHUP(ctx context.Context, st *stack, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := st.reload(); err != nil {
+				logger.Error("SIGHUP: sources not reloaded, the previous ones stay", "error", err.Error())
+			} else {
+				logger.Info("SIGHUP: sources reloaded")
+			}
+		}
+	}
+}
