@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -39,6 +40,7 @@ type call struct {
 	returned  scope.Set
 	sourceID  string
 	subject   string // pseudonym
+	traceID   string
 	// sourceLatency is how long the source took, when it was called.
 	sourceLatency time.Duration
 }
@@ -65,6 +67,9 @@ func (b *Broker) edge(ctx context.Context, c *call, req any, next handler) (resp
 
 func (b *Broker) requestID(ctx context.Context, c *call, req any, next handler) (any, error) {
 	c.requestID = audit.NewRequestID()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		c.traceID = sc.TraceID().String()
+	}
 	c.start = b.now()
 	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, c.requestID))
 	return next(ctx, c, req)
@@ -101,6 +106,7 @@ func (b *Broker) record(c *call, err error) audit.Record {
 	r := audit.Record{
 		Time:            c.start,
 		RequestID:       c.requestID,
+		TraceID:         c.traceID,
 		Consumer:        c.caller.ID,
 		CertSerial:      c.caller.Serial,
 		Method:          c.method.FullMethod,
@@ -131,7 +137,10 @@ func (b *Broker) logCall(r audit.Record, err error) {
 		slog.String("consumer", r.Consumer),
 		slog.String("method", r.Method),
 		slog.String("code", r.Code),
-		slog.Duration("latency", r.Latency),
+		slog.Float64("latency_ms", float64(r.Latency.Microseconds())/1000),
+	}
+	if r.TraceID != "" {
+		attrs = append(attrs, slog.String("trace_id", r.TraceID))
 	}
 	if err != nil {
 		e := errcat.From(err)

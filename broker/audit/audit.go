@@ -13,8 +13,10 @@ import (
 
 // Record is the trace of one call to the data API.
 type Record struct {
-	Time          time.Time
-	RequestID     string
+	Time      time.Time
+	RequestID string
+	// TraceID is the OpenTelemetry trace id of the call, when traced.
+	TraceID       string
 	Consumer      string // SIRET from the certificate
 	Operator      string // operator id, for admin actions
 	Target        string // what an admin action acted on (serials, SIRET)

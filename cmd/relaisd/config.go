@@ -14,6 +14,7 @@ import (
 	"github.com/relais-broker/relais/adapters/sources"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/internal/keyfile"
+	"github.com/relais-broker/relais/internal/tracing"
 )
 
 // Config is relaisd's configuration file (YAML), decoded strictly: an
@@ -28,8 +29,9 @@ type Config struct {
 	Audit   AuditConfig  `yaml:"audit"`
 	// SourcesFile chooses each service's adapter (adapters/sources);
 	// reloaded on SIGHUP. Services it omits answer service_not_configured.
-	SourcesFile string    `yaml:"sources_file"`
-	Log         LogConfig `yaml:"log"`
+	SourcesFile string         `yaml:"sources_file"`
+	Log         LogConfig      `yaml:"log"`
+	Tracing     tracing.Config `yaml:"tracing"`
 }
 
 // ListenConfig are the three listeners.
@@ -160,6 +162,9 @@ func (c *Config) validate() error {
 				add("tls.vault.secret_id_file: %v (or set RELAIS_VAULT_SECRET_ID)", err)
 			}
 		}
+	}
+	if e := c.Tracing.Exporter; e != "" && e != "none" && !(e == "otlp" && c.Tracing.Endpoint != "") {
+		add("tracing: exporter %q: want none, or otlp with an endpoint", e)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format %q: want json or text", c.Log.Format)

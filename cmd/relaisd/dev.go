@@ -12,6 +12,7 @@ import (
 
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/internal/devenv"
+	"github.com/relais-broker/relais/internal/tracing"
 )
 
 // drainTimeout bounds the graceful stop of in-flight calls.
@@ -27,6 +28,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	crlRefresh := fs.Duration("crl-refresh", 30*time.Second, "how often revocations are reloaded from the CA's CRL")
 	trustRefresh := fs.Duration("trust-refresh", 5*time.Minute, "how often the CA trust bundle is reloaded")
 	opsListen := fs.String("ops-listen", "127.0.0.1:9090", "address of the operations HTTP listener: /metrics, /healthz, /readyz")
+	otlp := fs.String("otlp-endpoint", "", "export traces over OTLP/gRPC to this collector (host:port, plaintext on loopback); none by default")
 	sourcesFile := fs.String("sources", "", "YAML file choosing the adapter of each service (sandbox, httpjson, remote); services it omits stay on the sandbox")
 	dataDir := fs.String("data-dir", "relais-dev", "directory for the dev CA, demo credentials and stores")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
@@ -56,7 +58,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
-		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen}
+		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp}
 	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
@@ -78,7 +80,7 @@ func newLogger(format string, w io.Writer) (*slog.Logger, error) {
 type devOptions struct {
 	listen, adminListen, host, dataDir string
 	vaultAddr, vaultTokenFile          string
-	sourcesFile, opsListen             string
+	sourcesFile, opsListen, otlp       string
 	crlRefresh, trustRefresh           time.Duration
 }
 
@@ -109,6 +111,13 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		Sources: env.Sources, Guards: env.Guards, Signing: keys.Signing, Pseudonym: keys.Pseudonym,
 		AuditPath: filepath.Join(o.dataDir, AuditFile), Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen,
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh,
+	}
+	tc := tracing.Config{Exporter: "none"}
+	if o.otlp != "" {
+		tc = tracing.Config{Exporter: "otlp", Endpoint: o.otlp, Insecure: true}
+	}
+	if st.Tracing, err = tracing.Setup(ctx, tc); err != nil {
+		return err
 	}
 	if o.sourcesFile != "" {
 		if err := st.loadSources(o.sourcesFile, env.Sandbox); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/relais-broker/relais/certs/vaultca"
 	"github.com/relais-broker/relais/internal/devenv"
 	"github.com/relais-broker/relais/internal/keyfile"
+	"github.com/relais-broker/relais/internal/tracing"
 )
 
 // runCheckConfig validates a configuration file without starting.
@@ -84,6 +85,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 		AuditPath: filepath.Join(cfg.DataDir, AuditFile), Retention: cfg.Audit.Retention,
 		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops,
 		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh,
+	}
+	if st.Tracing, err = tracing.Setup(ctx, cfg.Tracing); err != nil {
+		return err
 	}
 	st.Keeper = &certs.ServerCertKeeper{Issuer: ca, Source: st.ServerCert, DNSNames: cfg.TLS.ServerNames, IPs: ips, TTL: cfg.TLS.ServerTTL}
 	if err := st.Keeper.Issue(ctx); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/relais-broker/relais/broker/source"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/internal/tracing"
 	credentialsv1 "github.com/relais-broker/relais/proto/relais/credentials/v1"
 )
 
@@ -54,6 +55,8 @@ type stack struct {
 	Retention                      time.Duration
 	Listen, AdminListen, OpsListen string
 	CRLRefresh, TrustRefresh       time.Duration
+	// Tracing instruments the gRPC servers; nil means none.
+	Tracing *tracing.Tracing
 	// broker is set once running; reload, when set, swaps the sources.
 	broker *broker.Broker
 	reload func() error
@@ -132,9 +135,14 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		}
 		listeners = append(listeners, l)
 	}
-	srv, _ := b.NewGRPCServer(append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
+	serverOpts := append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))
+	if st.Tracing != nil {
+		serverOpts = append(serverOpts, st.Tracing.ServerOption())
+		defer func() { _ = st.Tracing.Shutdown(context.Background()) }()
+	}
+	srv, _ := b.NewGRPCServer(serverOpts...)
 	credentialsv1.RegisterCredentialServiceServer(srv, renew)
-	adminSrv := adm.NewGRPCServer(append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
+	adminSrv := adm.NewGRPCServer(serverOpts...)
 	mets.SetAuditQueue(auditLog.QueueDepth)
 	opsSrv := &http.Server{Handler: ops.Handler(mets.Handler(), st.readiness(auditLog)), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = opsSrv.Serve(listeners[2]) }()
