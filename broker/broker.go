@@ -165,5 +165,9 @@ func (b *Broker) SeedDailyCounts(day string, counts map[string]int) {
 	b.daily.Seed(day, counts, b.now())
 }
 
+// DailyCount is today's count of calls for key (consumer SIRET "|"
+// service), for diagnostics and tests.
+func (b *Broker) DailyCount(key string, now time.Time) int { return b.daily.Count(key, now) }
+
 // Catalog returns the catalogue the broker serves.
 func (b *Broker) Catalog() *catalog.Catalog { return b.catalog }

@@ -67,3 +67,13 @@ func (d *Daily) Seed(day string, counts map[string]int, now time.Time) {
 		d.counts[k] += n
 	}
 }
+
+// Count is key's count today at now.
+func (d *Daily) Count(key string, now time.Time) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if Day(now) != d.day {
+		return 0
+	}
+	return d.counts[key]
+}
