@@ -19,12 +19,14 @@ lint:
 ## generate: regenerate the Go code and docs derived from the proto
 generate:
 	buf generate
+	buf generate --template buf.gen.docs.yaml
 	go test ./broker/catalog ./broker/errcat ./adapters/sandbox -run TestDocsInStep -args -update >/dev/null
 
 ## check-generated: fail when regeneration would change any committed file
 check-generated:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	buf generate -o "$$tmp" && \
+	buf generate --template buf.gen.docs.yaml -o "$$tmp" && \
 	status=0 && \
 	while IFS= read -r f; do \
 	  rel=$${f#"$$tmp"/}; \

@@ -39,6 +39,7 @@ type ListenConfig struct {
 	Data  string `yaml:"data"`  // mTLS data API (consumers)
 	Admin string `yaml:"admin"` // mTLS admin API (operators)
 	Ops   string `yaml:"ops"`   // HTTP /metrics /healthz /readyz
+	HTTP  string `yaml:"http"`  // mTLS HTTPS/JSON gateway and API documentation
 }
 
 // TLSConfig says where certificates come from.
@@ -108,6 +109,9 @@ func (c *Config) defaults() {
 	if c.Listen.Ops == "" {
 		c.Listen.Ops = "127.0.0.1:9090"
 	}
+	if c.Listen.HTTP == "" {
+		c.Listen.HTTP = "0.0.0.0:8443"
+	}
 	if c.TLS.ServerTTL == 0 {
 		c.TLS.ServerTTL = 30 * 24 * time.Hour
 	}
@@ -135,7 +139,7 @@ func (c *Config) validate() error {
 	} else if st, err := os.Stat(c.DataDir); err != nil || !st.IsDir() {
 		add("data_dir %s: not a directory", c.DataDir)
 	}
-	for name, addr := range map[string]string{"listen.data": c.Listen.Data, "listen.admin": c.Listen.Admin, "listen.ops": c.Listen.Ops} {
+	for name, addr := range map[string]string{"listen.data": c.Listen.Data, "listen.admin": c.Listen.Admin, "listen.ops": c.Listen.Ops, "listen.http": c.Listen.HTTP} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add("%s %q: %v", name, addr, err)
 		}

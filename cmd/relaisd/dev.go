@@ -27,6 +27,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	vaultTokenFile := fs.String("vault-token-file", "", "file holding the Vault token (dev only: a token able to bootstrap the PKI)")
 	crlRefresh := fs.Duration("crl-refresh", 30*time.Second, "how often revocations are reloaded from the CA's CRL")
 	trustRefresh := fs.Duration("trust-refresh", 5*time.Minute, "how often the CA trust bundle is reloaded")
+	httpListen := fs.String("http-listen", "127.0.0.1:8443", "address of the HTTPS/JSON gateway (mTLS) and of the API documentation (/docs/openapi.json, /docs/api.md)")
 	opsListen := fs.String("ops-listen", "127.0.0.1:9090", "address of the operations HTTP listener: /metrics, /healthz, /readyz")
 	otlp := fs.String("otlp-endpoint", "", "export traces over OTLP/gRPC to this collector (host:port, plaintext on loopback); none by default")
 	sourcesFile := fs.String("sources", "", "YAML file choosing the adapter of each service (sandbox, httpjson, remote); services it omits stay on the sandbox")
@@ -58,7 +59,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
-		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp}
+		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp, httpListen: *httpListen}
 	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
@@ -81,6 +82,7 @@ type devOptions struct {
 	listen, adminListen, host, dataDir string
 	vaultAddr, vaultTokenFile          string
 	sourcesFile, opsListen, otlp       string
+	httpListen                         string
 	crlRefresh, trustRefresh           time.Duration
 }
 
@@ -109,7 +111,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	st := &stack{
 		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Registry: env.Registry,
 		Sources: env.Sources, Guards: env.Guards, Signing: keys.Signing, Pseudonym: keys.Pseudonym,
-		AuditPath: filepath.Join(o.dataDir, AuditFile), Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen,
+		AuditPath: filepath.Join(o.dataDir, AuditFile), Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh,
 	}
 	tc := tracing.Config{Exporter: "none"}
@@ -124,8 +126,9 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 			return err
 		}
 	}
-	return runStack(ctx, st, logger, func(data, adminAddr, opsAddr string) {
+	return runStack(ctx, st, logger, func(data, adminAddr, opsAddr, web string) {
 		fmt.Fprintf(stdout, "operations:     http://%s/metrics /healthz /readyz\n", opsAddr)
+		fmt.Fprintf(stdout, "HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json)\n", web)
 		fmt.Fprintf(stdout, "audit log:      %s (verify: relaisctl audit verify --db %s --public-key %s)\n",
 			st.AuditPath, st.AuditPath, filepath.Join(keys.Dir, devenv.AuditPublicKeyFile))
 		printWelcome(stdout, data, adminAddr, o.dataDir, env)

@@ -87,6 +87,7 @@ type devBroker struct {
 	addr      string
 	adminAddr string
 	opsAddr   string
+	webAddr   string
 	firstCall string
 	dataDir   string
 	stderr    *os.File
@@ -109,7 +110,7 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
+	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
 	d.cmd.Stderr = d.stderr
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -137,6 +138,7 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	adminAPI := regexp.MustCompile(`admin API: +(127\.0\.0\.1:\d+)`)
 	opsAPI := regexp.MustCompile(`operations: +http://(127\.0\.0\.1:\d+)/`)
+	webAPI := regexp.MustCompile(`HTTPS/JSON: +https://(127\.0\.0\.1:\d+)/`)
 	timeout := time.After(60 * time.Second)
 	for d.firstCall == "" {
 		select {
@@ -152,6 +154,9 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 			}
 			if m := opsAPI.FindStringSubmatch(line); m != nil {
 				d.opsAddr = m[1]
+			}
+			if m := webAPI.FindStringSubmatch(line); m != nil {
+				d.webAddr = m[1]
 			}
 			if strings.HasPrefix(line, "  grpcurl ") {
 				d.firstCall = strings.TrimSpace(line)

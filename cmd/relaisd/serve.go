@@ -83,7 +83,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 		Catalog: cat, CA: ca, ServerCert: certs.NewCertSource(), Trust: certs.NewTrustPool(),
 		Sources: map[string]broker.Source{}, Guards: map[string]*resilience.Guard{},
 		AuditPath: filepath.Join(cfg.DataDir, AuditFile), Retention: cfg.Audit.Retention,
-		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops,
+		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops, HTTPListen: cfg.Listen.HTTP,
 		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh,
 	}
 	if st.Tracing, err = tracing.Setup(ctx, cfg.Tracing); err != nil {
@@ -120,8 +120,8 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	}
 	st.reload = func() error { return reloadSources(st, cfg.SourcesFile, sb) }
 	go reloadOnHUP(ctx, st, logger)
-	return runStack(ctx, st, logger, func(data, admin, ops string) {
-		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s\n", data, admin, ops)
+	return runStack(ctx, st, logger, func(data, admin, ops, web string) {
+		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s, HTTPS/JSON on %s\n", data, admin, ops, web)
 	})
 }
 

@@ -73,7 +73,7 @@ func TestServeFromAConfigurationFile(t *testing.T) {
 	writeSources("relais.familyquotient.v1.FamilyQuotientService")
 	config := filepath.Join(dir, "relaisd.yaml")
 	_ = os.WriteFile(config, []byte(fmt.Sprintf(`data_dir: %s
-listen: {data: "127.0.0.1:0", admin: "127.0.0.1:0", ops: "127.0.0.1:0"}
+listen: {data: "127.0.0.1:0", admin: "127.0.0.1:0", ops: "127.0.0.1:0", http: "127.0.0.1:0"}
 tls:
   server_names: [localhost]
   server_ips: [127.0.0.1]
@@ -108,7 +108,7 @@ sources_file: %s
 		logs, _ := os.ReadFile(stderr.Name())
 		t.Fatalf("relaisd serve did not start:\n%s", logs)
 	}
-	m := regexp.MustCompile(`data API on (\S+), admin API on (\S+), operations on http://(\S+)`).FindStringSubmatch(sc.Text())
+	m := regexp.MustCompile(`data API on (\S+), admin API on (\S+), operations on http://(\S+), HTTPS/JSON on (\S+)`).FindStringSubmatch(sc.Text())
 	if m == nil {
 		t.Fatalf("banner: %s", sc.Text())
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/relais-broker/relais/broker/source"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/docs"
 	"github.com/relais-broker/relais/internal/tracing"
 	credentialsv1 "github.com/relais-broker/relais/proto/relais/credentials/v1"
 )
@@ -54,7 +55,9 @@ type stack struct {
 	// Retention of audit records (12 months when zero).
 	Retention                      time.Duration
 	Listen, AdminListen, OpsListen string
-	CRLRefresh, TrustRefresh       time.Duration
+	// HTTPListen serves the HTTPS/JSON gateway and the API documentation.
+	HTTPListen               string
+	CRLRefresh, TrustRefresh time.Duration
 	// Tracing instruments the gRPC servers; nil means none.
 	Tracing *tracing.Tracing
 	// broker is set once running; reload, when set, swaps the sources.
@@ -82,7 +85,7 @@ func (st *stack) loadSources(path string, sandbox source.Adapter) error {
 // runStack serves the data API, the admin API and the operations
 // endpoints until ctx ends, then drains in-flight calls and closes the
 // audit log (its final checkpoint). announce is told the bound addresses.
-func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func(data, admin, ops string)) error {
+func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func(data, admin, ops, web string)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	revoked := certs.NewRevocations()
@@ -128,7 +131,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 			l.Close()
 		}
 	}()
-	for _, addr := range []string{st.Listen, st.AdminListen, st.OpsListen} {
+	for _, addr := range []string{st.Listen, st.AdminListen, st.OpsListen, st.HTTPListen} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
@@ -147,6 +150,9 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	opsSrv := &http.Server{Handler: ops.Handler(mets.Handler(), st.readiness(auditLog)), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = opsSrv.Serve(listeners[2]) }()
 	defer opsSrv.Close()
+	webSrv := &http.Server{Handler: webHandler(b), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+	go func() { _ = webSrv.ServeTLS(listeners[3], "", "") }()
+	defer webSrv.Close()
 	go st.watchGauges(ctx, mets)
 	for _, p := range st.probes {
 		go p.Guard.Probe(ctx, *p.Probe, p.ProbeInterval, p.Timeout)
@@ -156,7 +162,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	go certs.KeepTrust(ctx, st.CA, st.Trust, st.TrustRefresh, logger)
 	go certs.WatchCRL(ctx, revoked, st.CA, st.CRLRefresh, logger, nil)
 
-	announce(listeners[0].Addr().String(), listeners[1].Addr().String(), listeners[2].Addr().String())
+	announce(listeners[0].Addr().String(), listeners[1].Addr().String(), listeners[2].Addr().String(), listeners[3].Addr().String())
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(listeners[0]) }()
 	go func() { errc <- adminSrv.Serve(listeners[1]) }()
@@ -167,7 +173,14 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	}
 	logger.Info("shutting down: draining in-flight calls")
 	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); adminSrv.GracefulStop(); close(stopped) }()
+	go func() {
+		shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancelShutdown()
+		_ = webSrv.Shutdown(shutdownCtx)
+		srv.GracefulStop()
+		adminSrv.GracefulStop()
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(drainTimeout):
@@ -178,6 +191,22 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		return serveErr
 	}
 	return nil
+}
+
+// webHandler serves the HTTPS/JSON gateway and, under /docs/, the API
+// documentation generated from the proto.
+func webHandler(b *broker.Broker) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /docs/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(docs.OpenAPI)
+	})
+	mux.HandleFunc("GET /docs/api.md", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		_, _ = w.Write(docs.Reference)
+	})
+	mux.Handle("/", b.HTTPHandler())
+	return mux
 }
 
 func (st *stack) sourceInfo() []admin.SourceInfo {
