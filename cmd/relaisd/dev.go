@@ -127,21 +127,25 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		}
 	}
 	return runStack(ctx, st, logger, func(data, adminAddr, opsAddr, web string) {
-		fmt.Fprintf(stdout, "operations:     http://%s/metrics /healthz /readyz\n", opsAddr)
-		fmt.Fprintf(stdout, "HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json)\n", web)
-		fmt.Fprintf(stdout, "audit log:      %s (verify: relaisctl audit verify --db %s --public-key %s)\n",
-			st.AuditPath, st.AuditPath, filepath.Join(keys.Dir, devenv.AuditPublicKeyFile))
-		printWelcome(stdout, data, adminAddr, o.dataDir, env)
+		printWelcome(stdout, data, adminAddr, o.dataDir, env, []string{
+			fmt.Sprintf("HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json)", web),
+			fmt.Sprintf("operations:     http://%s/metrics /healthz /readyz", opsAddr),
+			fmt.Sprintf("audit log:      %s (verify: relaisctl audit verify --db %s --public-key %s)",
+				st.AuditPath, st.AuditPath, filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
+		})
 	})
 }
 
-func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env) {
+func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env, extra []string) {
 	full := env.ConsumerDir(devenv.FullConsumer)
 	limited := env.ConsumerDir(devenv.LimitedConsumer)
 	fmt.Fprintf(w, "relaisd dev: listening on %s (mTLS only; sandbox sources, fictitious data)\n", addr)
 	fmt.Fprintf(w, "data directory: %s\n", dataDir)
 	fmt.Fprintf(w, "admin API:      %s (operator credential: %s)\n", adminAddr, env.OperatorDir())
 	fmt.Fprintf(w, "trust bundle:   %s\n", filepath.Join(env.Dir, "ca.pem"))
+	for _, line := range extra {
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "demo consumers:\n")
 	fmt.Fprintf(w, "  %-16s SIRET %s, every scope:    %s\n", devenv.FullConsumer.Dir, devenv.FullConsumer.SIRET, full)
 	fmt.Fprintf(w, "  %-16s SIRET %s, limited scopes: %s\n", devenv.LimitedConsumer.Dir, devenv.LimitedConsumer.SIRET, limited)
