@@ -14,8 +14,6 @@ import (
 	"strings"
 	"unicode"
 
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,25 +21,55 @@ import (
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
-// stripMarks removes combining marks once names are decomposed.
-var stripMarks = runes.Remove(runes.In(unicode.Mn))
-
 // NormaliseName folds a name the way sources compare them: accents
 // removed, upper case, hyphens and apostrophes as spaces, runs of spaces
 // collapsed. "Le Gall-Kerbrat" and "LE GALL KERBRAT" are the same name.
+// It runs on every call (pseudonyms): ASCII names take a fast path, and
+// other names are decomposed (NFD) and stripped of their combining marks
+// in one pass.
 func NormaliseName(s string) string {
-	folded, _, err := transform.String(transform.Chain(norm.NFD, stripMarks, norm.NFC), s)
-	if err != nil {
-		folded = s
+	if ascii(s) {
+		return fold(s)
 	}
-	folded = strings.Map(func(r rune) rune {
-		switch r {
-		case '-', '\'', '’', '‐', '‑':
-			return ' '
+	decomposed := norm.NFD.String(s)
+	var b strings.Builder
+	b.Grow(len(decomposed))
+	for _, r := range decomposed {
+		if !unicode.Is(unicode.Mn, r) {
+			b.WriteRune(r)
 		}
-		return unicode.ToUpper(r)
-	}, folded)
-	return strings.Join(strings.Fields(folded), " ")
+	}
+	return fold(norm.NFC.String(b.String()))
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// fold upper-cases, turns hyphens and apostrophes into spaces and
+// collapses spaces.
+func fold(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := true // drop leading spaces
+	for _, r := range s {
+		switch {
+		case r == '-' || r == '\'' || r == '’' || r == '‐' || r == '‑' || unicode.IsSpace(r):
+			if !space {
+				b.WriteByte(' ')
+				space = true
+			}
+		default:
+			b.WriteRune(unicode.ToUpper(r))
+			space = false
+		}
+	}
+	return strings.TrimSuffix(b.String(), " ")
 }
 
 // Key is the operator's pseudonymisation key (at least 32 bytes).

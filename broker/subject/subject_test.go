@@ -58,3 +58,16 @@ func TestNormaliseName(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOf measures the pseudonym of a request, on every call's path:
+//
+//	go test -run XXX -bench Of -benchmem ./broker/subject/
+func BenchmarkOf(b *testing.B) {
+	p, _ := New(bytes.Repeat([]byte{7}, 32))
+	req := &familyquotientv1.GetFamilyQuotientRequest{Subject: &commonv1.SubjectIdentity{BirthName: "Le Gall-Kerbrat", GivenNames: []string{"Zoé", "Marie"},
+		Sex: commonv1.Sex_SEX_FEMALE, BirthDate: "1984-03-12", BirthPlaceCog: "75056", BirthCountryCog: "99100"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.Of(req)
+	}
+}
