@@ -32,6 +32,15 @@ type Config struct {
 	SourcesFile string         `yaml:"sources_file"`
 	Log         LogConfig      `yaml:"log"`
 	Tracing     tracing.Config `yaml:"tracing"`
+	Limits      LimitsConfig   `yaml:"limits"`
+}
+
+// LimitsConfig tunes the protections of the data API.
+type LimitsConfig struct {
+	// AllowDuplicateCalls stops refusing an identical call already in
+	// flight (duplicate_in_flight). For load tests that repeat one
+	// subject only; keep false in production.
+	AllowDuplicateCalls bool `yaml:"allow_duplicate_calls"`
 }
 
 // ListenConfig are the three listeners.

@@ -27,24 +27,11 @@ import (
 func TestAuditSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
 	d := startDev(t)
-	dir := filepath.Join(d.dataDir, "dev")
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "consumers", "mairie-exemple", "cert.pem"), filepath.Join(dir, "consumers", "mairie-exemple", "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, d, "mairie-exemple")
 	client := familyquotientv1.NewFamilyQuotientServiceClient(conn)
 	req := &familyquotientv1.GetFamilyQuotientRequest{
 		AccessContext: &commonv1.AccessContext{Recipient: "21990000100005", Purpose: "tarification_sociale", CaseReference: "CRASH-TEST"},
-		Subject: &commonv1.SubjectIdentity{BirthName: "DUPONT", GivenNames: []string{"Zoé"}, Sex: commonv1.Sex_SEX_FEMALE, BirthDate: "1984-03-12",
-			BirthPlaceCog: "75056", BirthCountryCog: "99100"},
+		Subject:       zoeIdentity(),
 	}
 	var mu sync.Mutex
 	var received []string
@@ -124,4 +111,30 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("SIGKILL after %d responses; %d records; every received response is traced; %s", len(got), len(recs), strings.TrimSpace(out))
+}
+
+// grpcConn dials the dev broker d as the demo consumer whose credential
+// directory is DIR/dev/consumers/name, as a consumer's software would.
+func grpcConn(t *testing.T, d *devBroker, name string) *grpc.ClientConn {
+	t.Helper()
+	dir := filepath.Join(d.dataDir, "dev")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "consumers", name, "cert.pem"), filepath.Join(dir, "consumers", name, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// zoeIdentity is the sandbox citizen of the printed first call.
+func zoeIdentity() *commonv1.SubjectIdentity {
+	return &commonv1.SubjectIdentity{BirthName: "DUPONT", GivenNames: []string{"Zoé"}, Sex: commonv1.Sex_SEX_FEMALE, BirthDate: "1984-03-12",
+		BirthPlaceCog: "75056", BirthCountryCog: "99100"}
 }

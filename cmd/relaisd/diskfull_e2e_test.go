@@ -3,8 +3,6 @@ package main_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"os"
 	"os/exec"
@@ -17,7 +15,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -44,24 +41,11 @@ func TestDiskFullFailsClosedAndRecovers(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
 	d := startDevIn(t, mnt)
 
-	dir := filepath.Join(mnt, "dev")
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "consumers", "ccas-limite", "cert.pem"), filepath.Join(dir, "consumers", "ccas-limite", "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, d, "ccas-limite")
 	client := healthcoverv1.NewSolidarityHealthCoverServiceClient(conn)
 	req := &healthcoverv1.GetSolidarityHealthCoverRequest{
 		AccessContext: &commonv1.AccessContext{Recipient: "21990000200003", Purpose: "aide_sociale_facultative", CaseReference: "DISK-FULL"},
-		Subject: &commonv1.SubjectIdentity{BirthName: "DUPONT", GivenNames: []string{"Zoé"}, Sex: commonv1.Sex_SEX_FEMALE, BirthDate: "1984-03-12",
-			BirthPlaceCog: "75056", BirthCountryCog: "99100"},
+		Subject:       zoeIdentity(),
 	}
 	var served []string
 	call := func() (codes.Code, string) {

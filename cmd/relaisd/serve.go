@@ -84,7 +84,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 		Sources: map[string]broker.Source{}, Guards: map[string]*resilience.Guard{},
 		AuditPath: filepath.Join(cfg.DataDir, AuditFile), Retention: cfg.Audit.Retention,
 		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops, HTTPListen: cfg.Listen.HTTP,
-		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh,
+		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh, AllowDuplicateCalls: cfg.Limits.AllowDuplicateCalls,
 	}
 	if st.Tracing, err = tracing.Setup(ctx, cfg.Tracing); err != nil {
 		return err

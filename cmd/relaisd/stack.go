@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -58,6 +60,8 @@ type stack struct {
 	// HTTPListen serves the HTTPS/JSON gateway and the API documentation.
 	HTTPListen               string
 	CRLRefresh, TrustRefresh time.Duration
+	// AllowDuplicateCalls: see LimitsConfig.
+	AllowDuplicateCalls bool
 	// Tracing instruments the gRPC servers; nil means none.
 	Tracing *tracing.Tracing
 	// broker is set once running; reload, when set, swaps the sources.
@@ -106,7 +110,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	go purgeDaily(ctx, auditLog, logger)
 	b, err := broker.New(broker.Config{
 		Catalog: st.Catalog, Sources: st.Sources, Registry: st.Registry, Audit: auditLog, Logger: logger,
-		Revocations: revoked, Pseudonyms: pseudonyms, Observer: mets,
+		Revocations: revoked, Pseudonyms: pseudonyms, Observer: mets, AllowDuplicateCalls: st.AllowDuplicateCalls,
 	})
 	if err != nil {
 		return err
@@ -147,7 +151,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	credentialsv1.RegisterCredentialServiceServer(srv, renew)
 	adminSrv := adm.NewGRPCServer(serverOpts...)
 	mets.SetAuditQueue(auditLog.QueueDepth)
-	opsSrv := &http.Server{Handler: ops.Handler(mets.Handler(), st.readiness(auditLog)), ReadHeaderTimeout: 5 * time.Second}
+	opsSrv := &http.Server{Handler: withPprof(ops.Handler(mets.Handler(), st.readiness(auditLog))), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = opsSrv.Serve(listeners[2]) }()
 	defer opsSrv.Close()
 	webSrv := &http.Server{Handler: webHandler(b), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
@@ -191,6 +195,21 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		return serveErr
 	}
 	return nil
+}
+
+// withPprof adds Go's profiling endpoints (/debug/pprof/) to the
+// operations listener when RELAIS_PPROF=1 — for benchmarks; profiles hold
+// stacks and sizes, not memory contents.
+func withPprof(h http.Handler) http.Handler {
+	if os.Getenv("RELAIS_PPROF") != "1" {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	return mux
 }
 
 // webHandler serves the HTTPS/JSON gateway and, under /docs/, the API
