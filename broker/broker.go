@@ -64,6 +64,10 @@ type Config struct {
 	Pseudonyms *subject.Pseudonymizer
 	// Observer, when set, sees every call's record (metrics).
 	Observer Observer
+	// AllowDuplicateCalls turns off the refusal of an identical call
+	// (consumer, method, subject) already in flight. Only for load tests
+	// that repeat one subject.
+	AllowDuplicateCalls bool
 }
 
 // Observer is told about every call once it is traced: its audit record
@@ -86,6 +90,7 @@ type Broker struct {
 	pseudonyms *subject.Pseudonymizer
 	daily      *ratelimit.Daily
 	observer   Observer
+	allowDup   bool
 	inFlight   sync.Map
 }
 
@@ -106,6 +111,7 @@ func New(cfg Config) (*Broker, error) {
 		limiter:    ratelimit.New(),
 		daily:      ratelimit.NewDaily(),
 		observer:   cfg.Observer,
+		allowDup:   cfg.AllowDuplicateCalls,
 		revoked:    cfg.Revocations,
 		pseudonyms: cfg.Pseudonyms,
 	}

@@ -241,7 +241,7 @@ func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) 
 	}
 	// One call at a time per consumer, method and subject: a duplicate is
 	// refused rather than sent to the source twice.
-	if c.subject != "" {
+	if c.subject != "" && !b.allowDup {
 		dup := key + "|" + c.method.FullMethod + "|" + c.subject
 		if _, busy := b.inFlight.LoadOrStore(dup, struct{}{}); busy {
 			return nil, errcat.New(errcat.DuplicateInFlight)

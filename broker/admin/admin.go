@@ -42,8 +42,8 @@ type Config struct {
 	// credential records.
 	Registry registry.Store
 	// Sources describes the typed services and their adapters, for
-	// SourceAdminService.
-	Sources []SourceInfo
+	// SourceAdminService; called at each request, so it follows reloads.
+	Sources func() []SourceInfo
 	// AuditLog and Pseudonyms, when set, serve AuditAdminService.
 	AuditLog   AuditReader
 	Pseudonyms *subject.Pseudonymizer

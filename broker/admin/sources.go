@@ -30,12 +30,15 @@ type SourceStatus struct {
 // sources implements SourceAdminService.
 type sources struct {
 	adminv1.UnimplementedSourceAdminServiceServer
-	list []SourceInfo
+	list func() []SourceInfo
 }
 
 func (s *sources) ListSources(context.Context, *adminv1.ListSourcesRequest) (*adminv1.ListSourcesResponse, error) {
 	resp := &adminv1.ListSourcesResponse{}
-	for _, src := range s.list {
+	if s.list == nil {
+		return resp, nil
+	}
+	for _, src := range s.list() {
 		out := &adminv1.Source{Service: src.Service, SourceId: src.ID, Timeout: durationpb.New(src.Timeout), Status: "ok"}
 		switch {
 		case src.ID == "":

@@ -151,11 +151,18 @@ func reloadSources(st *stack, path string, sb *sandbox.Adapter) error {
 	if err != nil {
 		return err
 	}
-	next := map[string]broker.Source{}
+	next, guards := map[string]broker.Source{}, map[string]*resilience.Guard{}
 	for _, b := range built {
 		next[b.Service] = broker.Source{ID: b.ID, Adapter: b.Adapter, Timeout: b.Timeout}
+		guards[b.Service] = b.Guard
 	}
-	return st.broker.SetSources(next)
+	if err := st.broker.SetSources(next); err != nil {
+		return err
+	}
+	st.mu.Lock()
+	st.Sources, st.Guards = next, guards
+	st.mu.Unlock()
+	return nil
 }
 
 // reloadOnHUP reloads the source adapters on SIGHUP (grants and

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -64,6 +65,8 @@ type stack struct {
 	AllowDuplicateCalls bool
 	// Tracing instruments the gRPC servers; nil means none.
 	Tracing *tracing.Tracing
+	// mu guards Sources and Guards once serving (reloads swap them).
+	mu sync.Mutex
 	// broker is set once running; reload, when set, swaps the sources.
 	broker *broker.Broker
 	reload func() error
@@ -123,7 +126,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: st.Registry, Sources: st.sourceInfo(), Audit: auditLog,
+	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: st.Registry, Sources: st.sourceInfo, Audit: auditLog,
 		AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger})
 	if err != nil {
 		return err
@@ -229,6 +232,8 @@ func webHandler(b *broker.Broker) http.Handler {
 }
 
 func (st *stack) sourceInfo() []admin.SourceInfo {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	var out []admin.SourceInfo
 	for _, svc := range st.Catalog.Services() {
 		src := st.Sources[svc]
@@ -272,9 +277,11 @@ func (st *stack) readiness(auditLog *boltlog.Log) []ops.Check {
 // states and certificate expiries.
 func (st *stack) watchGauges(ctx context.Context, mets *metrics.Metrics) {
 	for {
+		st.mu.Lock()
 		for svc, g := range st.Guards {
 			mets.SetSourceState(st.Sources[svc].ID+"/"+svc, string(g.Status().State))
 		}
+		st.mu.Unlock()
 		if c := st.ServerCert.Certificate(); c != nil {
 			mets.SetCertExpiry("server", c.Leaf.NotAfter)
 		}
