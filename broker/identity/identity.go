@@ -79,7 +79,7 @@ func FromCertificate(cert *x509.Certificate) (Identity, error) {
 // SerialHex renders a certificate serial as lower-case hex without
 // separators, the form the registry and audit log use.
 func SerialHex(cert *x509.Certificate) string {
-	return fmt.Sprintf("%x", cert.SerialNumber)
+	return cert.SerialNumber.Text(16)
 }
 
 // NormaliseSerial turns a serial written in hex, with or without colons
@@ -90,5 +90,5 @@ func NormaliseSerial(s string) string {
 	if !ok || n.Sign() < 0 {
 		return ""
 	}
-	return fmt.Sprintf("%x", n)
+	return n.Text(16)
 }
