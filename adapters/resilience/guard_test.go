@@ -167,7 +167,7 @@ func TestAHangingSourceDoesNotSlowAnother(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	if worst > 100*time.Millisecond {
+	if worst > 500*time.Millisecond { // far below the hung source's 2 s: isolation, not speed
 		t.Fatalf("the healthy source took up to %s while the other hung", worst)
 	}
 	t.Logf("healthy source: worst of 200 calls %s while the other source hung (its 2 s deadline)", worst)
