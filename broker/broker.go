@@ -164,15 +164,15 @@ func (b *Broker) source(service string) (Source, bool) {
 	return src, ok
 }
 
-// SeedDailyCounts restores today's daily-quota counters (key: consumer
-// SIRET "|" service), from the audit log at start, so that a restart does
+// SeedDailyCounts restores today's daily-quota counters (keyed by
+// ratelimit.Key), from the audit log at start, so that a restart does
 // not reset them.
 func (b *Broker) SeedDailyCounts(day string, counts map[string]int) {
 	b.daily.Seed(day, counts, b.now())
 }
 
-// DailyCount is today's count of calls for key (consumer SIRET "|"
-// service), for diagnostics and tests.
+// DailyCount is today's count of calls for key (ratelimit.Key), for
+// diagnostics and tests.
 func (b *Broker) DailyCount(key string, now time.Time) int { return b.daily.Count(key, now) }
 
 // Catalog returns the catalogue the broker serves.

@@ -22,6 +22,7 @@ import (
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/errcat"
 	"github.com/relais-broker/relais/broker/identity"
+	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/scope"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
@@ -224,7 +225,7 @@ func (b *Broker) authorize(ctx context.Context, c *call, req any, next handler) 
 // rateLimit applies the grant's token bucket for consumer × service and
 // reports the bucket in the ratelimit-* response headers.
 func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) (any, error) {
-	key := c.consumer.SIRET + "|" + c.method.Service
+	key := ratelimit.Key(c.consumer.SIRET, c.method.Service)
 	v := b.limiter.Allow(key, c.decision.Quota, b.now())
 	if v.Limit >= 0 {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(

@@ -6,30 +6,22 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/relais-broker/relais/broker/source"
+	"github.com/relais-broker/relais/broker/subject"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
 // subjectVars extracts the template variables of a request's subject.
 func subjectVars(in proto.Message) (map[string]string, error) {
+	des := subject.Designate(in)
 	vars := map[string]string{}
-	r := in.ProtoReflect()
-	fields := r.Descriptor().Fields()
-	for _, name := range []protoreflect.Name{"ine", "france_travail_id"} {
-		if f := fields.ByName(name); f != nil && r.Has(f) {
-			vars[string(name)] = r.Get(f).String()
-		}
-	}
-	want := (&commonv1.SubjectIdentity{}).ProtoReflect().Descriptor().FullName()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		if f.Message() == nil || f.Message().FullName() != want || !r.Has(f) {
-			continue
-		}
-		id, _ := r.Get(f).Message().Interface().(*commonv1.SubjectIdentity)
+	switch {
+	case des.Kind != "":
+		vars[des.Kind] = des.Value
+	case des.Identity != nil:
+		id := des.Identity
 		vars["birth_name"], vars["usage_name"] = id.GetBirthName(), id.GetUsageName()
 		vars["given_names"] = strings.Join(id.GetGivenNames(), " ")
 		if g := id.GetGivenNames(); len(g) > 0 {
@@ -37,8 +29,7 @@ func subjectVars(in proto.Message) (map[string]string, error) {
 		}
 		vars["sex"] = map[commonv1.Sex]string{commonv1.Sex_SEX_FEMALE: "F", commonv1.Sex_SEX_MALE: "M"}[id.GetSex()]
 		vars["birth_date"], vars["birth_place_cog"], vars["birth_country_cog"] = id.GetBirthDate(), id.GetBirthPlaceCog(), id.GetBirthCountryCog()
-	}
-	if len(vars) == 0 {
+	default:
 		return nil, fmt.Errorf("%w: the request carries no subject", source.ErrNotIdentifiable)
 	}
 	return vars, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/minimise"
 	"github.com/relais-broker/relais/broker/source"
+	"github.com/relais-broker/relais/broker/subject"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
@@ -97,18 +98,16 @@ func (a *Adapter) Fetch(ctx context.Context, req source.Request) (proto.Message,
 // lookup finds the one citizen a request designates: by a domain
 // identifier when the request carries one, else by civil identity.
 func (d *Dataset) lookup(in proto.Message) (*Citizen, error) {
-	r := in.ProtoReflect()
-	if s := stringField(r, "ine"); s != "" {
-		return found(d.byINE[s])
-	}
-	if s := stringField(r, "france_travail_id"); s != "" {
-		return found(d.byFTID[s])
-	}
-	id := subjectOf(r)
-	if id == nil {
+	des := subject.Designate(in)
+	switch {
+	case des.Kind == subject.INE:
+		return found(d.byINE[des.Value])
+	case des.Kind == subject.FranceTravailID:
+		return found(d.byFTID[des.Value])
+	case des.Identity == nil:
 		return nil, fmt.Errorf("%w: the request carries no subject", source.ErrNotIdentifiable)
 	}
-	q := keyOf(id)
+	q := keyOf(des.Identity)
 	var match *Citizen
 	for _, c := range d.citizens {
 		if !q.matches(c.key) {
@@ -127,29 +126,6 @@ func found(c *Citizen) (*Citizen, error) {
 		return nil, source.ErrSubjectNotFound
 	}
 	return c, nil
-}
-
-func stringField(r protoreflect.Message, name protoreflect.Name) string {
-	f := r.Descriptor().Fields().ByName(name)
-	if f == nil || f.Kind() != protoreflect.StringKind || !r.Has(f) {
-		return ""
-	}
-	return r.Get(f).String()
-}
-
-// subjectOf returns the request's civil identity, whatever its field is
-// called (subject, identity).
-func subjectOf(r protoreflect.Message) *commonv1.SubjectIdentity {
-	want := (&commonv1.SubjectIdentity{}).ProtoReflect().Descriptor().FullName()
-	fields := r.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		if f.Message() != nil && f.Message().FullName() == want && r.Has(f) {
-			id, _ := r.Get(f).Message().Interface().(*commonv1.SubjectIdentity)
-			return id
-		}
-	}
-	return nil
 }
 
 // fillIdentity copies the citizen's civil identity into a response's

@@ -13,6 +13,9 @@ import (
 	"github.com/relais-broker/relais/broker/registry"
 )
 
+// Key is the key of a consumer's limits and quotas for a service.
+func Key(consumer, service string) string { return consumer + "|" + service }
+
 // Limiter holds one token bucket per key (consumer × service).
 type Limiter struct {
 	mu      sync.Mutex

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
@@ -111,23 +110,14 @@ func (p *Pseudonymizer) Of(req proto.Message) string {
 // Canonical is the normalised text the pseudonym is computed over. It
 // holds the clear identity: never store or log it.
 func Canonical(req proto.Message) string {
-	r := req.ProtoReflect()
-	fields := r.Descriptor().Fields()
-	for _, name := range []protoreflect.Name{"ine", "france_travail_id"} {
-		if f := fields.ByName(name); f != nil && r.Has(f) {
-			return string(name) + ":" + strings.ToUpper(strings.TrimSpace(r.Get(f).String()))
-		}
+	switch d := Designate(req); {
+	case d.Kind != "":
+		return d.Kind + ":" + strings.ToUpper(strings.TrimSpace(d.Value))
+	case d.Identity != nil:
+		return CanonicalIdentity(d.Identity)
+	default:
+		return ""
 	}
-	want := (&commonv1.SubjectIdentity{}).ProtoReflect().Descriptor().FullName()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		if f.Message() == nil || f.Message().FullName() != want || !r.Has(f) {
-			continue
-		}
-		id, _ := r.Get(f).Message().Interface().(*commonv1.SubjectIdentity)
-		return CanonicalIdentity(id)
-	}
-	return ""
 }
 
 // CanonicalIdentity is Canonical for a civil identity.

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -331,14 +330,11 @@ func seedDailyCounts(ctx context.Context, b *broker.Broker, log *boltlog.Log) er
 	}
 	counts := map[string]int{}
 	for _, r := range recs {
-		if r.Source == "" || r.Consumer == "" {
+		m, ok := b.Catalog().Method(r.Method)
+		if r.Source == "" || r.Consumer == "" || !ok {
 			continue
 		}
-		service := strings.TrimPrefix(r.Method, "/")
-		if i := strings.LastIndexByte(service, '/'); i >= 0 {
-			service = service[:i]
-		}
-		counts[r.Consumer+"|"+service]++
+		counts[ratelimit.Key(r.Consumer, m.Service)]++
 	}
 	b.SeedDailyCounts(ratelimit.Day(now), counts)
 	return nil
