@@ -29,38 +29,13 @@ func TestServeFromAConfigurationFile(t *testing.T) {
 	t.Parallel()
 	relaisd, _ := binaries(t)
 	dir := t.TempDir()
-	data, caDir, keys := filepath.Join(dir, "data"), filepath.Join(dir, "ca"), filepath.Join(dir, "keys")
-	for _, d := range []string{data, keys} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	data, keys := prepareServe(t, dir)
+	caDir := filepath.Join(dir, "ca")
 	ca, err := certs.OpenDevCA(caDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := keyfile.CreateSigningKey(filepath.Join(keys, "audit.key"), filepath.Join(keys, "audit.pub")); err != nil {
-		t.Fatal(err)
-	}
-	if err := keyfile.CreatePseudonymKey(filepath.Join(keys, "pseudonym.key")); err != nil {
-		t.Fatal(err)
-	}
-	// Onboard one body in the registry the broker will open.
-	reg, err := boltreg.Open(filepath.Join(data, "registry.db"), boltreg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if _, err := reg.AddConsumer(ctx, registry.Consumer{SIRET: "21990000100005", Name: "Mairie"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.AddGrant(ctx, registry.Grant{Consumer: "21990000100005", Service: "relais.familyquotient.v1.FamilyQuotientService",
-		Scopes:    scope.Of("family_quotient.value"),
-		Purposes:  []registry.Purpose{{Code: "tarification_sociale", Label: "Cantine", LegalBasis: "CRPA art. L114-8"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), Quota: registry.Quota{RatePerSecond: 20, Burst: 40}}); err != nil {
-		t.Fatal(err)
-	}
-	reg.Close()
 	cred, _ := ca.IssueClient(ctx, certs.ClientRequest{Kind: identity.KindConsumer, ID: "21990000100005", TTL: time.Hour})
 	bundle, _ := ca.TrustBundle(ctx)
 	if err := certs.WriteCredential(filepath.Join(dir, "mairie"), cred, bundle); err != nil {
@@ -95,25 +70,12 @@ sources_file: %s
 		t.Fatalf("check-config with an unknown key: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(relaisd, "serve", "--config", config)
-	stdout, _ := cmd.StdoutPipe()
-	stderr, _ := os.Create(filepath.Join(dir, "stderr.log"))
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() {
-		logs, _ := os.ReadFile(stderr.Name())
-		t.Fatalf("relaisd serve did not start:\n%s", logs)
-	}
-	m := regexp.MustCompile(`data API on (\S+), admin API on (\S+), operations on http://(\S+), HTTPS/JSON on (\S+)`).FindStringSubmatch(sc.Text())
+	cmd, banner, _ := startServe(t, relaisd, config, nil)
+	m := regexp.MustCompile(`data API on (\S+), admin API on (\S+), operations on http://(\S+), HTTPS/JSON on (\S+)`).FindStringSubmatch(banner)
 	if m == nil {
-		t.Fatalf("banner: %s", sc.Text())
+		t.Fatalf("banner: %s", banner)
 	}
-	call := fmt.Sprintf(`grpcurl -cacert %s -cert %s -key %s -d '{"access_context":{"recipient":"21990000100005","purpose":"tarification_sociale","case_reference":"SERVE-1"},"subject":{"birth_name":"DUPONT","given_names":["Zoé"],"sex":"SEX_FEMALE","birth_date":"1984-03-12","birth_place_cog":"75056","birth_country_cog":"99100"}}' %s relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient`,
-		filepath.Join(dir, "mairie", "ca.pem"), filepath.Join(dir, "mairie", "cert.pem"), filepath.Join(dir, "mairie", "key.pem"), m[1])
+	call := fqCall(filepath.Join(dir, "mairie"), m[1], "SERVE-1")
 	if out, err := shell(t, call); err != nil || !strings.Contains(out, `"value": 755`) || strings.Contains(out, "children") {
 		t.Fatalf("call: %v\n%s", err, out)
 	}
@@ -143,4 +105,75 @@ sources_file: %s
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("relaisd serve did not exit cleanly: %v", err)
 	}
+}
+
+// prepareServe makes what an operator prepares before `relaisd serve`:
+// the data directory with a registry onboarding the Mairie (family
+// quotient value, purpose tarification_sociale) and the audit key files.
+func prepareServe(t *testing.T, dir string) (data, keys string) {
+	t.Helper()
+	data, keys = filepath.Join(dir, "data"), filepath.Join(dir, "keys")
+	for _, d := range []string{data, keys} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := keyfile.CreateSigningKey(filepath.Join(keys, "audit.key"), filepath.Join(keys, "audit.pub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := keyfile.CreatePseudonymKey(filepath.Join(keys, "pseudonym.key")); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := boltreg.Open(filepath.Join(data, "registry.db"), boltreg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	ctx := context.Background()
+	if _, err := reg.AddConsumer(ctx, registry.Consumer{SIRET: "21990000100005", Name: "Mairie"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddGrant(ctx, registry.Grant{Consumer: "21990000100005", Service: "relais.familyquotient.v1.FamilyQuotientService",
+		Scopes:    scope.Of("family_quotient.value"),
+		Purposes:  []registry.Purpose{{Code: "tarification_sociale", Label: "Cantine", LegalBasis: "CRPA art. L114-8"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), Quota: registry.Quota{RatePerSecond: 20, Burst: 40}}); err != nil {
+		t.Fatal(err)
+	}
+	return data, keys
+}
+
+// startServe runs `relaisd serve --config config` (with extra environment
+// entries) until the test ends and returns its banner line and its stderr
+// file.
+func startServe(t *testing.T, relaisd, config string, env []string) (*exec.Cmd, string, string) {
+	t.Helper()
+	cmd := exec.Command(relaisd, "serve", "--config", config)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, _ := cmd.StdoutPipe()
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		logs, _ := os.ReadFile(stderr.Name())
+		t.Fatalf("relaisd serve did not start:\n%s", logs)
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	return cmd, sc.Text(), stderr.Name()
+}
+
+// fqCall is the grpcurl family-quotient call for Zoé Dupont as the Mairie,
+// with the credential in dir, against addr.
+func fqCall(dir, addr, caseRef string) string {
+	return fmt.Sprintf(`grpcurl -cacert %s -cert %s -key %s -d '{"access_context":{"recipient":"21990000100005","purpose":"tarification_sociale","case_reference":"%s"},"subject":{"birth_name":"DUPONT","given_names":["Zoé"],"sex":"SEX_FEMALE","birth_date":"1984-03-12","birth_place_cog":"75056","birth_country_cog":"99100"}}' %s relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient`,
+		filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), caseRef, addr)
 }
