@@ -99,15 +99,10 @@ func WatchCRL(ctx context.Context, r *Revocations, src CRLSource, interval time.
 		}
 		r.SetCRL(serials, now())
 	}
-	refresh()
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		refresh()
+		if !sleep(ctx, interval) {
 			return
-		case <-t.C:
-			refresh()
 		}
 	}
 }
