@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/certs/vaultca"
 )
 
 // caFlags choose the certificate authority a command works on: a Vault
@@ -30,16 +31,7 @@ func addCAFlags(fs *flag.FlagSet) *caFlags {
 
 // token returns the Vault token from --vault-token-file or $VAULT_TOKEN;
 // never from a flag value, which would show in process listings.
-func (f *caFlags) token() (string, error) {
-	if f.tokenFile != "" {
-		raw, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(string(raw)), nil
-	}
-	return os.Getenv("VAULT_TOKEN"), nil
-}
+func (f *caFlags) token() (string, error) { return vaultca.TokenFrom(f.tokenFile) }
 
 func (f *caFlags) secretID() (string, error) {
 	raw, err := os.ReadFile(f.secretIDFile)

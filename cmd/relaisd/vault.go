@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/relais-broker/relais/certs/vaultca"
 	"github.com/relais-broker/relais/internal/devenv"
@@ -15,13 +13,9 @@ import (
 // (idempotent) and onboards the demo consumers. Production brokers log in
 // with AppRole and never bootstrap.
 func devVault(ctx context.Context, addr, tokenFile string, serverNames []string) (*devenv.Vault, func(), error) {
-	token := os.Getenv("VAULT_TOKEN")
-	if tokenFile != "" {
-		raw, err := os.ReadFile(tokenFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--vault-token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(raw))
+	token, err := vaultca.TokenFrom(tokenFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--vault-token-file: %w", err)
 	}
 	if token == "" {
 		return nil, nil, fmt.Errorf("--vault-addr needs a token: set VAULT_TOKEN or --vault-token-file")
