@@ -43,11 +43,8 @@ type Recorder interface {
 	Append(ctx context.Context, r Record) error
 }
 
-// Memory is an in-memory Recorder.
-//
-// PLACEHOLDER: it lets the broker core and dev mode run before the
-// hash-chained, signed bbolt audit log lands (the traceability issue).
-// Records are lost on restart, which is not acceptable in production.
+// Memory is an in-memory Recorder for tests, which SetFail can make
+// fail. The broker's audit log is boltlog.
 type Memory struct {
 	mu      sync.Mutex
 	records []Record

@@ -2,17 +2,12 @@ package registry
 
 import (
 	"context"
-	"sync"
 )
 
-// Memory is an in-memory Reader.
-//
-// PLACEHOLDER: it exists so that the broker core and dev mode run before
-// the persistent bbolt registry with its admin API lands (the registry
-// issue). It holds what it is given at start-up and nothing survives a
-// restart. Do not use it in production.
+// Memory is a fixed, in-memory Reader for tests of the broker core: it
+// holds what it is given and never changes. The broker's registry is
+// boltreg.
 type Memory struct {
-	mu        sync.RWMutex
 	consumers map[string]Consumer
 	grants    map[string][]Grant // by consumer SIRET
 }
@@ -29,24 +24,8 @@ func NewMemory(consumers []Consumer, grants []Grant) *Memory {
 	return m
 }
 
-// SetStatus changes a consumer's status; it returns ErrNotFound for an
-// unknown consumer.
-func (m *Memory) SetStatus(siret string, s Status) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.consumers[siret]
-	if !ok {
-		return ErrNotFound
-	}
-	c.Status = s
-	m.consumers[siret] = c
-	return nil
-}
-
 // Consumer implements Reader.
 func (m *Memory) Consumer(_ context.Context, siret string) (Consumer, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	c, ok := m.consumers[siret]
 	if !ok {
 		return Consumer{}, ErrNotFound
@@ -56,8 +35,6 @@ func (m *Memory) Consumer(_ context.Context, siret string) (Consumer, error) {
 
 // Grants implements Reader.
 func (m *Memory) Grants(_ context.Context, siret, service string) ([]Grant, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	var out []Grant
 	for _, g := range m.grants[siret] {
 		if g.Service == service {
