@@ -164,11 +164,12 @@ func startServe(t *testing.T, relaisd, config string, env []string) (*exec.Cmd, 
 		logs, _ := os.ReadFile(stderr.Name())
 		t.Fatalf("relaisd serve did not start:\n%s", logs)
 	}
+	banner := sc.Text()
 	go func() {
 		for sc.Scan() {
 		}
 	}()
-	return cmd, sc.Text(), stderr.Name()
+	return cmd, banner, stderr.Name()
 }
 
 // fqCall is the grpcurl family-quotient call for Zoé Dupont as the Mairie,
