@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"time"
@@ -77,6 +78,9 @@ type Built struct {
 	// ProbeInterval (Guard.Probe).
 	Probe         *source.Request
 	ProbeInterval time.Duration
+	// Closer, when set, releases what the adapter holds (connections);
+	// whoever replaces the source closes it.
+	Closer io.Closer
 }
 
 // formats are the upstream formats httpjson knows.
@@ -103,16 +107,24 @@ func Load(path string, cat *catalog.Catalog, sandbox source.Adapter) ([]Built, e
 	}
 	seen := map[string]bool{}
 	var out []Built
+	fail := func(err error) ([]Built, error) {
+		for _, b := range out {
+			if b.Closer != nil {
+				_ = b.Closer.Close()
+			}
+		}
+		return nil, err
+	}
 	for i, e := range f.Sources {
 		b, err := build(e, cat, sandbox)
 		if err != nil {
-			return nil, fmt.Errorf("%s: sources[%d] (%s): %w", path, i, e.Service, err)
+			return fail(fmt.Errorf("%s: sources[%d] (%s): %w", path, i, e.Service, err))
 		}
+		out = append(out, b)
 		if seen[e.Service] {
-			return nil, fmt.Errorf("%s: service %s is configured twice", path, e.Service)
+			return fail(fmt.Errorf("%s: service %s is configured twice", path, e.Service))
 		}
 		seen[e.Service] = true
-		out = append(out, b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out, nil
@@ -129,6 +141,7 @@ func build(e Entry, cat *catalog.Catalog, sandbox source.Adapter) (Built, error)
 		e.Timeout = 5 * time.Second
 	}
 	var inner source.Adapter
+	var closer io.Closer
 	switch e.Kind {
 	case "sandbox":
 		inner = sandbox
@@ -162,16 +175,19 @@ func build(e Entry, cat *catalog.Catalog, sandbox source.Adapter) (Built, error)
 		if err != nil {
 			return Built{}, err
 		}
-		inner = a
+		inner, closer = a, a
 	default:
 		return Built{}, fmt.Errorf("kind %q: want sandbox, httpjson or remote", e.Kind)
 	}
 	g := resilience.New(inner, resilience.Config{MaxConcurrent: e.MaxConcurrent, FailureThreshold: e.FailureThreshold, OpenFor: e.OpenFor,
 		Retries: e.Retries, Maintenance: e.Maintenance})
-	b := Built{Service: e.Service, ID: e.ID, Adapter: g, Guard: g, Timeout: e.Timeout}
+	b := Built{Service: e.Service, ID: e.ID, Adapter: g, Guard: g, Timeout: e.Timeout, Closer: closer}
 	if e.ProbeInterval > 0 {
 		probe, err := probeRequest(cat, e)
 		if err != nil {
+			if closer != nil {
+				_ = closer.Close()
+			}
 			return Built{}, err
 		}
 		b.Probe, b.ProbeInterval = probe, e.ProbeInterval

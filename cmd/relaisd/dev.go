@@ -110,7 +110,8 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	}
 	st := &stack{
 		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Registry: env.Registry,
-		Sources: env.Sources, Guards: env.Guards, Signing: keys.Signing, Pseudonym: keys.Pseudonym,
+		Sources: sourceConfig{catalog: cat, base: env.Sources, guards: env.Guards, file: o.sourcesFile, sandbox: env.Sandbox},
+		Signing: keys.Signing, Pseudonym: keys.Pseudonym,
 		AuditPath: filepath.Join(o.dataDir, AuditFile), Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh,
 	}
@@ -120,11 +121,6 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	}
 	if st.Tracing, err = tracing.Setup(ctx, tc); err != nil {
 		return err
-	}
-	if o.sourcesFile != "" {
-		if err := st.loadSources(o.sourcesFile, env.Sandbox); err != nil {
-			return err
-		}
 	}
 	return runStack(ctx, st, logger, func(data, adminAddr, opsAddr, web string) {
 		printWelcome(stdout, data, adminAddr, o.dataDir, env, []string{

@@ -7,15 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
-	"github.com/relais-broker/relais/adapters/resilience"
 	"github.com/relais-broker/relais/adapters/sandbox"
-	"github.com/relais-broker/relais/adapters/sources"
-	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/certs"
@@ -81,7 +75,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	}
 	st := &stack{
 		Catalog: cat, CA: ca, ServerCert: certs.NewCertSource(), Trust: certs.NewTrustPool(),
-		Sources: map[string]broker.Source{}, Guards: map[string]*resilience.Guard{},
+		Sources:   sourceConfig{catalog: cat, file: cfg.SourcesFile, sandbox: sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})},
 		AuditPath: filepath.Join(cfg.DataDir, AuditFile), Retention: cfg.Audit.Retention,
 		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops, HTTPListen: cfg.Listen.HTTP,
 		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh, AllowDuplicateCalls: cfg.Limits.AllowDuplicateCalls,
@@ -112,14 +106,6 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	}
 	defer reg.Close()
 	st.Registry = reg
-	sb := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})
-	if cfg.SourcesFile != "" {
-		if err := st.loadSources(cfg.SourcesFile, sb); err != nil {
-			return err
-		}
-	}
-	st.reload = func() error { return reloadSources(st, cfg.SourcesFile, sb) }
-	go reloadOnHUP(ctx, st, logger)
 	return runStack(ctx, st, logger, func(data, admin, ops, web string) {
 		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s, HTTPS/JSON on %s\n", data, admin, ops, web)
 	})
@@ -140,47 +126,4 @@ func configuredCA(ctx context.Context, cfg *Config) (certs.Authority, func(), er
 	}
 	ca, err := certs.OpenDevCA(cfg.TLS.DevCADir, nil)
 	return ca, func() {}, err
-}
-
-// reloadSources re-reads the sources file and swaps the broker's sources.
-func reloadSources(st *stack, path string, sb *sandbox.Adapter) error {
-	if path == "" || st.broker == nil {
-		return nil
-	}
-	built, err := sources.Load(path, st.Catalog, sb)
-	if err != nil {
-		return err
-	}
-	next, guards := map[string]broker.Source{}, map[string]*resilience.Guard{}
-	for _, b := range built {
-		next[b.Service] = broker.Source{ID: b.ID, Adapter: b.Adapter, Timeout: b.Timeout}
-		guards[b.Service] = b.Guard
-	}
-	if err := st.broker.SetSources(next); err != nil {
-		return err
-	}
-	st.mu.Lock()
-	st.Sources, st.Guards = next, guards
-	st.mu.Unlock()
-	return nil
-}
-
-// reloadOnHUP reloads the source adapters on SIGHUP (grants and
-// revocations need no reload: they apply at once).
-func reloadOnHUP(ctx context.Context, st *stack, logger *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := st.reload(); err != nil {
-				logger.Error("SIGHUP: sources not reloaded, the previous ones stay", "error", err.Error())
-			} else {
-				logger.Info("SIGHUP: sources reloaded")
-			}
-		}
-	}
 }

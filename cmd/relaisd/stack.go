@@ -13,11 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/relais-broker/relais/adapters/resilience"
-	"github.com/relais-broker/relais/adapters/sources"
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
@@ -27,7 +26,6 @@ import (
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/broker/renewal"
-	"github.com/relais-broker/relais/broker/source"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/docs"
@@ -47,9 +45,9 @@ type stack struct {
 	Keeper     *certs.ServerCertKeeper
 	Trust      *certs.TrustPool
 	Registry   *boltreg.Store
-	Sources    map[string]broker.Source
-	Guards     map[string]*resilience.Guard
-	probes     []sources.Built
+	// Sources are built from this: base sources overlaid with a sources
+	// file, rebuilt on SIGHUP.
+	Sources sourceConfig
 	// Signing signs audit checkpoints; Pseudonym keys subject pseudonyms.
 	Signing   ed25519.PrivateKey
 	Pseudonym []byte
@@ -64,36 +62,44 @@ type stack struct {
 	AllowDuplicateCalls bool
 	// Tracing instruments the gRPC servers; nil means none.
 	Tracing *tracing.Tracing
-	// mu guards Sources and Guards once serving (reloads swap them).
-	mu sync.Mutex
-	// broker is set once running; reload, when set, swaps the sources.
-	broker *broker.Broker
-	reload func() error
 }
 
-// loadSources puts the adapters of a sources file in place; sandbox
-// serves the entries of kind sandbox.
-func (st *stack) loadSources(path string, sandbox source.Adapter) error {
-	built, err := sources.Load(path, st.Catalog, sandbox)
-	if err != nil {
-		return err
+// listeners are the broker's four sockets, by role.
+type listeners struct {
+	data, admin, ops, web net.Listener
+}
+
+func listen(st *stack) (*listeners, error) {
+	var ls listeners
+	for _, l := range []struct {
+		addr string
+		to   *net.Listener
+	}{{st.Listen, &ls.data}, {st.AdminListen, &ls.admin}, {st.OpsListen, &ls.ops}, {st.HTTPListen, &ls.web}} {
+		n, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			ls.close()
+			return nil, err
+		}
+		*l.to = n
 	}
-	for _, b := range built {
-		st.Sources[b.Service] = broker.Source{ID: b.ID, Adapter: b.Adapter, Timeout: b.Timeout}
-		st.Guards[b.Service] = b.Guard
-		if b.Probe != nil {
-			st.probes = append(st.probes, b)
+	return &ls, nil
+}
+
+func (ls *listeners) close() {
+	for _, l := range []net.Listener{ls.data, ls.admin, ls.ops, ls.web} {
+		if l != nil {
+			l.Close()
 		}
 	}
-	return nil
 }
 
-// runStack serves the data API, the admin API and the operations
-// endpoints until ctx ends, then drains in-flight calls and closes the
-// audit log (its final checkpoint). announce is told the bound addresses.
-func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func(data, admin, ops, web string)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// runStack serves the data API, the admin API, the HTTPS/JSON gateway and
+// the operations endpoints until ctx ends. It builds the components, then
+// runs every server and background loop under one errgroup, and shuts
+// down in one order: servers drain their in-flight calls, the loops stop,
+// then the audit log writes its final checkpoint and closes, and only
+// then the stores. announce is told the bound addresses.
+func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func(data, admin, ops, web string)) (err error) {
 	revoked := certs.NewRevocations()
 	pseudonyms, err := subject.New(st.Pseudonym)
 	if err != nil {
@@ -104,99 +110,146 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	if err != nil {
 		return err
 	}
+	// Last in the shutdown order: nothing writes to the log once the group is done.
 	defer func() {
-		if err := auditLog.Close(); err != nil {
-			logger.Error("audit log close", "error", err.Error())
+		if cerr := auditLog.Close(); cerr != nil {
+			logger.Error("audit log close", "error", cerr.Error())
+			err = errors.Join(err, cerr)
 		}
 	}()
-	go purgeDaily(ctx, auditLog, logger)
-	b, err := broker.New(broker.Config{
-		Catalog: st.Catalog, Sources: st.Sources, Registry: st.Registry, Audit: auditLog, Logger: logger,
-		Revocations: revoked, Pseudonyms: pseudonyms, Observer: mets, AllowDuplicateCalls: st.AllowDuplicateCalls,
-	})
-	if err != nil {
-		return err
-	}
-	st.broker = b
-	if err := seedDailyCounts(ctx, b, auditLog); err != nil {
-		return err
-	}
-	renew, err := renewal.New(renewal.Config{Signer: st.CA, Registry: st.Registry, Records: st.Registry, Catalog: st.Catalog, Audit: auditLog, Revocations: revoked})
-	if err != nil {
-		return err
-	}
-	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: st.Registry, Sources: st.sourceInfo, Audit: auditLog,
-		AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger})
-	if err != nil {
-		return err
-	}
-	tlsCfg := certs.ServerConfig(st.ServerCert, st.Trust, certs.RejectRevoked(revoked))
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for _, addr := range []string{st.Listen, st.AdminListen, st.OpsListen, st.HTTPListen} {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		listeners = append(listeners, l)
-	}
-	serverOpts := append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))
 	if st.Tracing != nil {
-		serverOpts = append(serverOpts, st.Tracing.ServerOption())
 		defer func() { _ = st.Tracing.Shutdown(context.Background()) }()
 	}
-	srv, _ := b.NewGRPCServer(serverOpts...)
-	credentialsv1.RegisterCredentialServiceServer(srv, renew)
-	adminSrv := adm.NewGRPCServer(serverOpts...)
-	mets.SetAuditQueue(auditLog.QueueDepth)
-	opsSrv := &http.Server{Handler: withPprof(ops.Handler(mets.Handler(), st.readiness(auditLog))), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = opsSrv.Serve(listeners[2]) }()
-	defer opsSrv.Close()
-	webSrv := &http.Server{Handler: webHandler(b), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
-	go func() { _ = webSrv.ServeTLS(listeners[3], "", "") }()
-	defer webSrv.Close()
-	go st.watchGauges(ctx, mets)
-	for _, p := range st.probes {
-		go p.Guard.Probe(ctx, *p.Probe, p.ProbeInterval, p.Timeout)
+	firstSources, err := st.Sources.build()
+	if err != nil {
+		return err
 	}
+	b, err := broker.New(broker.Config{
+		Catalog: st.Catalog, Sources: firstSources.sources, Registry: st.Registry, Audit: auditLog, Logger: logger,
+		Revocations: revoked, Pseudonyms: pseudonyms, Observer: mets, AllowDuplicateCalls: st.AllowDuplicateCalls,
+	})
+	if err == nil {
+		err = seedDailyCounts(ctx, b, auditLog)
+	}
+	if err != nil {
+		_ = firstSources.close()
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	runner := &sourceRunner{cfg: st.Sources, logger: logger, group: g, ctx: gctx}
+	runner.start(firstSources)
+	// Closed after the group (deferred calls run last-in first-out, before the audit log's).
+	defer runner.closeAll()
+	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, logger)
+	if err != nil {
+		return errors.Join(err, abort(g))
+	}
+	ls, err := listen(st)
+	if err != nil {
+		return errors.Join(err, abort(g))
+	}
+	// Servers: each returns when stopped; the drain stops them all.
+	g.Go(func() error { return ignoreStopped(servers.data.Serve(ls.data)) })
+	g.Go(func() error { return ignoreStopped(servers.admin.Serve(ls.admin)) })
+	g.Go(func() error { return ignoreStopped(servers.ops.Serve(ls.ops)) })
+	g.Go(func() error { return ignoreStopped(servers.web.ServeTLS(ls.web, "", "")) })
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down: draining in-flight calls")
+		drain(logger, servers.web, servers.data, servers.admin)
+		return servers.ops.Close()
+	})
+	// Background loops, all stopped by gctx.
 	st.Keeper.Logger = logger
-	go st.Keeper.Run(ctx)
-	go certs.KeepTrust(ctx, st.CA, st.Trust, st.TrustRefresh, logger)
-	go certs.WatchCRL(ctx, revoked, st.CA, st.CRLRefresh, logger, nil)
+	g.Go(func() error { st.Keeper.Run(gctx); return nil })
+	g.Go(func() error { certs.KeepTrust(gctx, st.CA, st.Trust, st.TrustRefresh, logger); return nil })
+	g.Go(func() error { certs.WatchCRL(gctx, revoked, st.CA, st.CRLRefresh, logger, nil); return nil })
+	g.Go(func() error { purgeDaily(gctx, auditLog, logger); return nil })
+	g.Go(func() error { st.watchGauges(gctx, mets, runner); return nil })
+	g.Go(func() error { runner.reloadOnHUP(gctx, b); return nil })
 
-	announce(listeners[0].Addr().String(), listeners[1].Addr().String(), listeners[2].Addr().String(), listeners[3].Addr().String())
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(listeners[0]) }()
-	go func() { errc <- adminSrv.Serve(listeners[1]) }()
-	var serveErr error
-	select {
-	case serveErr = <-errc:
-	case <-ctx.Done():
+	announce(ls.data.Addr().String(), ls.admin.Addr().String(), ls.ops.Addr().String(), ls.web.Addr().String())
+	return g.Wait()
+}
+
+// servers are the broker's four servers, not yet serving.
+type servers struct {
+	data, admin *grpc.Server
+	ops, web    *http.Server
+}
+
+func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked *certs.Revocations, pseudonyms *subject.Pseudonymizer,
+	mets *metrics.Metrics, auditLog *boltlog.Log, logger *slog.Logger) (*servers, error) {
+	renew, err := renewal.New(renewal.Config{Signer: st.CA, Registry: st.Registry, Records: st.Registry, Catalog: st.Catalog, Audit: auditLog, Revocations: revoked})
+	if err != nil {
+		return nil, err
 	}
-	logger.Info("shutting down: draining in-flight calls")
-	stopped := make(chan struct{})
-	go func() {
-		shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancelShutdown()
-		_ = webSrv.Shutdown(shutdownCtx)
-		srv.GracefulStop()
-		adminSrv.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(drainTimeout):
-		srv.Stop()
-		adminSrv.Stop()
+	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: st.Registry,
+		Sources: func() []admin.SourceInfo { return sourceInfo(st.Catalog, runner.current()) },
+		Audit:   auditLog, AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger})
+	if err != nil {
+		return nil, err
 	}
-	if serveErr != nil && !errors.Is(serveErr, grpc.ErrServerStopped) {
-		return serveErr
+	tlsCfg := certs.ServerConfig(st.ServerCert, st.Trust, certs.RejectRevoked(revoked))
+	opts := append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))
+	if st.Tracing != nil {
+		opts = append(opts, st.Tracing.ServerOption())
+	}
+	data, _ := b.NewGRPCServer(opts...)
+	credentialsv1.RegisterCredentialServiceServer(data, renew)
+	mets.SetAuditQueue(auditLog.QueueDepth)
+	return &servers{
+		data:  data,
+		admin: adm.NewGRPCServer(opts...),
+		ops:   &http.Server{Handler: withPprof(ops.Handler(mets.Handler(), st.readiness(auditLog))), ReadHeaderTimeout: 5 * time.Second},
+		web:   &http.Server{Handler: webHandler(b), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10},
+	}, nil
+}
+
+// abort ends a group whose servers never started and waits for what it
+// runs (the probes).
+func abort(g *errgroup.Group) error {
+	g.Go(func() error { return errAborted })
+	if err := g.Wait(); !errors.Is(err, errAborted) {
+		return err
 	}
 	return nil
+}
+
+var errAborted = errors.New("start aborted")
+
+// ignoreStopped treats a server's normal end as success.
+func ignoreStopped(err error) error {
+	if err == nil || errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// drain stops the servers gracefully within drainTimeout, then forcibly.
+func drain(logger *slog.Logger, web *http.Server, grpcServers ...*grpc.Server) {
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := web.Shutdown(shutdownCtx); err != nil {
+			_ = web.Close()
+		}
+	})
+	for _, s := range grpcServers {
+		wg.Go(func() {
+			stopped := make(chan struct{})
+			go func() { s.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-shutdownCtx.Done():
+				logger.Warn("drain timeout: closing the remaining calls")
+				s.Stop()
+				<-stopped
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // withPprof adds Go's profiling endpoints (/debug/pprof/) to the
@@ -230,14 +283,13 @@ func webHandler(b *broker.Broker) http.Handler {
 	return mux
 }
 
-func (st *stack) sourceInfo() []admin.SourceInfo {
-	st.mu.Lock()
-	defer st.mu.Unlock()
+// sourceInfo describes the services and the sources in force.
+func sourceInfo(cat *catalog.Catalog, set *sourceSet) []admin.SourceInfo {
 	var out []admin.SourceInfo
-	for _, svc := range st.Catalog.Services() {
-		src := st.Sources[svc]
+	for _, svc := range cat.Services() {
+		src := set.sources[svc]
 		info := admin.SourceInfo{Service: svc, ID: src.ID, Timeout: src.Timeout}
-		if g := st.Guards[svc]; g != nil {
+		if g := set.guards[svc]; g != nil {
 			info.Status = func() admin.SourceStatus {
 				s := g.Status()
 				return admin.SourceStatus{State: string(s.State), LastSuccess: s.LastSuccess, ErrorRatio: s.ErrorRatio, Calls: s.Calls, P50: s.P50, P99: s.P99}
@@ -274,13 +326,12 @@ func (st *stack) readiness(auditLog *boltlog.Log) []ops.Check {
 
 // watchGauges refreshes the gauges that are states, not events: source
 // states and certificate expiries.
-func (st *stack) watchGauges(ctx context.Context, mets *metrics.Metrics) {
+func (st *stack) watchGauges(ctx context.Context, mets *metrics.Metrics, runner *sourceRunner) {
 	for {
-		st.mu.Lock()
-		for svc, g := range st.Guards {
-			mets.SetSourceState(st.Sources[svc].ID+"/"+svc, string(g.Status().State))
+		set := runner.current()
+		for svc, g := range set.guards {
+			mets.SetSourceState(set.sources[svc].ID+"/"+svc, string(g.Status().State))
 		}
-		st.mu.Unlock()
 		if c := st.ServerCert.Certificate(); c != nil {
 			mets.SetCertExpiry("server", c.Leaf.NotAfter)
 		}
