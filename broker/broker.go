@@ -11,14 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"buf.build/go/protovalidate"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/broker/authn"
+	"github.com/relais-broker/relais/broker/callchain"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
@@ -68,12 +69,43 @@ type Config struct {
 	// (consumer, method, subject) already in flight. Only for load tests
 	// that repeat one subject.
 	AllowDuplicateCalls bool
+	// DailyQuota counts calls against the grants' daily caps; nil means
+	// the in-memory counter of this process (ratelimit.Daily). Replicas
+	// sharing consumers need a shared one (ratelimit/pgquota).
+	DailyQuota ratelimit.DailyCounter
+	// InFlight is the duplicate-call guard; nil means the in-memory one
+	// of this process (ratelimit.MemInFlight).
+	InFlight ratelimit.InFlight
+	// Throttle, when set, refuses the calls of a consumer whose abnormal
+	// use its grant's anomaly policy throttles (broker/anomaly).
+	Throttle Throttle
+	// TracerProvider gives HTTPS gateway calls their server span (gRPC
+	// calls get theirs from the server's stats handler); nil means none.
+	TracerProvider trace.TracerProvider
 }
 
 // Observer is told about every call once it is traced: its audit record
 // (no personal data) and how long the source took (zero if not called).
-type Observer interface {
-	ObserveCall(r audit.Record, sourceLatency time.Duration)
+type Observer = callchain.Observer
+
+// Observers fans every call out to several observers, in order: the
+// broker takes one Observer, relaisd has metrics and anomaly detection.
+func Observers(obs ...Observer) Observer { return fanOut(obs) }
+
+type fanOut []Observer
+
+func (f fanOut) ObserveCall(r audit.Record, sourceLatency time.Duration) {
+	for _, o := range f {
+		if o != nil {
+			o.ObserveCall(r, sourceLatency)
+		}
+	}
+}
+
+// Throttle says whether a consumer's calls are held back after abnormal
+// use, and for how long.
+type Throttle interface {
+	Throttled(consumer string, now time.Time) (bool, time.Duration)
 }
 
 // Broker serves the typed source services.
@@ -88,10 +120,13 @@ type Broker struct {
 	limiter    *ratelimit.Limiter
 	revoked    authn.RevocationChecker
 	pseudonyms *subject.Pseudonymizer
-	daily      *ratelimit.Daily
+	daily      ratelimit.DailyCounter
+	inFlight   ratelimit.InFlight
+	throttle   Throttle
 	observer   Observer
 	allowDup   bool
-	inFlight   sync.Map
+	tracer     trace.Tracer
+	chain      *callchain.Chain[*call]
 }
 
 // New checks cfg and returns a Broker.
@@ -109,7 +144,9 @@ func New(cfg Config) (*Broker, error) {
 		log:        cfg.Logger,
 		now:        cfg.Clock,
 		limiter:    ratelimit.New(),
-		daily:      ratelimit.NewDaily(),
+		daily:      cfg.DailyQuota,
+		inFlight:   cfg.InFlight,
+		throttle:   cfg.Throttle,
 		observer:   cfg.Observer,
 		allowDup:   cfg.AllowDuplicateCalls,
 		revoked:    cfg.Revocations,
@@ -124,6 +161,15 @@ func New(cfg Config) (*Broker, error) {
 	if b.now == nil {
 		b.now = time.Now
 	}
+	if b.daily == nil {
+		b.daily = ratelimit.NewDaily()
+	}
+	if b.inFlight == nil {
+		b.inFlight = ratelimit.NewMemInFlight(b.now)
+	}
+	if cfg.TracerProvider != nil {
+		b.tracer = cfg.TracerProvider.Tracer("github.com/relais-broker/relais/broker")
+	}
 	if err := b.SetSources(cfg.Sources); err != nil {
 		return nil, err
 	}
@@ -132,6 +178,9 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: validator: %w", err)
 	}
 	b.validator = v
+	if b.chain, err = b.newChain(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	return b, nil
 }
 
@@ -166,14 +215,21 @@ func (b *Broker) source(service string) (Source, bool) {
 
 // SeedDailyCounts restores today's daily-quota counters (keyed by
 // ratelimit.Key), from the audit log at start, so that a restart does
-// not reset them.
+// not reset them. Shared counters keep their counts: it does nothing.
 func (b *Broker) SeedDailyCounts(day string, counts map[string]int) {
-	b.daily.Seed(day, counts, b.now())
+	if s, ok := b.daily.(ratelimit.Seeder); ok {
+		s.Seed(day, counts, b.now())
+	}
 }
 
-// DailyCount is today's count of calls for key (ratelimit.Key), for
-// diagnostics and tests.
-func (b *Broker) DailyCount(key string, now time.Time) int { return b.daily.Count(key, now) }
+// DailyCount is today's count of calls for key (ratelimit.Key) in the
+// in-memory counter, for diagnostics and tests; -1 with a shared counter.
+func (b *Broker) DailyCount(key string, now time.Time) int {
+	if d, ok := b.daily.(interface{ Count(string, time.Time) int }); ok {
+		return d.Count(key, now)
+	}
+	return -1
+}
 
 // Catalog returns the catalogue the broker serves.
 func (b *Broker) Catalog() *catalog.Catalog { return b.catalog }

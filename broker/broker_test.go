@@ -180,7 +180,7 @@ func TestMinimisation(t *testing.T) {
 		}
 	}
 	recs := h.audit.Records()
-	if r := recs[len(recs)-1]; strings.Join(r.FieldsRequested, ",") != "family_quotient.children,family_quotient.value" || strings.Join(r.FieldsReturned, ",") != "family_quotient.value" {
+	if r := recs[len(recs)-1]; strings.Join(r.FieldsRequested, ",") != "children,value" || strings.Join(r.FieldsReturned, ",") != "value" {
 		t.Errorf("audit fields = %v / %v", r.FieldsRequested, r.FieldsReturned)
 	}
 }

@@ -4,61 +4,63 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+
+	"github.com/relais-broker/relais/broker/callchain"
+	"github.com/relais-broker/relais/broker/errcat"
+	"github.com/relais-broker/relais/broker/identity"
 )
 
-// stage is one step of the chain: it gets the call state and the rest of
-// the chain, and returns the response or a catalogued error.
-type stage func(ctx context.Context, c *call, req any, next handler) (any, error)
+type (
+	stage   = callchain.Stage[*call]
+	handler = callchain.Handler[*call]
+)
 
-type handler func(ctx context.Context, c *call, req any) (any, error)
-
-// chain is THE order every data-API call goes through. It fails closed:
-// a stage that errors stops the call, and nothing after it runs.
+// newChain builds THE order every data-API call goes through, gRPC or
+// HTTPS. It fails closed: a stage that errors stops the call, and
+// nothing after it runs. The first five steps are callchain's, shared
+// with the admin API and credential renewal:
 //
-//	edge       recovers panics, turns errors into gRPC statuses (only here)
-//	requestID  gives the call an id, returned in the x-request-id header
-//	audit      traces the outcome of everything below, then answers;
-//	           no record, no data (its record is written last)
-//	authn      caller identity from the verified client certificate
-//	validate   protovalidate rules and the field mask
-//	authz      active consumer, grant, purpose, validity window, scopes
-//	rateLimit  the grant's token bucket
-//	fetch      the source adapter, then minimisation
-func (b *Broker) chain() []stage {
-	return []stage{
-		b.edge,
-		b.requestID,
-		b.auditStage,
-		b.authn,
-		b.validate,
-		b.authorize,
-		b.rateLimit,
-	}
-}
-
-// unaryInterceptor runs the chain for the typed source methods and lets
-// the infrastructure services registered next to them (health) through
-// with panic recovery only.
-func (b *Broker) unaryInterceptor() grpc.UnaryServerInterceptor {
-	stages := b.chain()
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		m, ok := b.catalog.Method(info.FullMethod)
-		if !ok {
-			return b.edge(ctx, &call{}, req, func(ctx context.Context, _ *call, req any) (any, error) {
-				return h(ctx, req)
-			})
-		}
-		c := &call{method: m}
-		return run(ctx, c, req, stages, b.fetch)
-	}
-}
-
-// run calls stages[0] with the rest of the chain as its next step.
-func run(ctx context.Context, c *call, req any, stages []stage, last handler) (any, error) {
-	if len(stages) == 0 {
-		return last(ctx, c, req)
-	}
-	return stages[0](ctx, c, req, func(ctx context.Context, c *call, req any) (any, error) {
-		return run(ctx, c, req, stages[1:], last)
+//	edge          turns errors into gRPC statuses (only there)
+//	begin         gives the call an id, returned in the x-request-id header
+//	audit         traces the outcome of everything below — errors, panics,
+//	              refusals before decoding — then answers; no record, no data
+//	authenticate  caller identity from the verified client certificate
+//	decode        size limit, then protobuf (gRPC) or JSON (gateway)
+//	consumer      the registered consumer of that certificate
+//	validate      protovalidate rules and the field mask
+//	authorize     active consumer, grant, purpose, validity window, scopes
+//	rateLimit     throttle, token bucket, duplicate guard, daily quota
+//	fetch         the source adapter, then minimisation
+func (b *Broker) newChain() (*callchain.Chain[*call], error) {
+	return callchain.New(callchain.Spec[*call]{
+		Kind:            identity.KindConsumer,
+		Revocations:     b.revoked,
+		Audit:           b.audit,
+		Record:          b.record,
+		Observe:         b.observe,
+		Logger:          b.log,
+		Clock:           b.now,
+		MaxRequestBytes: MaxRequestBytes,
+		Stages:          []stage{b.consumerStage, b.validate, b.authorize, b.rateLimit},
 	})
+}
+
+// serve runs one data-API call of the catalogue method m through the chain.
+func (b *Broker) serve(ctx context.Context, c *call, req *callchain.Request) (any, error) {
+	return b.chain.Serve(ctx, c, req, b.fetch)
+}
+
+// unaryInterceptor lets the infrastructure services registered next to
+// the typed ones (health) through with panic recovery only: the typed
+// services never reach it, their handlers run the chain themselves.
+func (b *Broker) unaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				b.log.Error("panic in infrastructure call", "method", info.FullMethod)
+				resp, err = nil, errcat.New(errcat.Internal).Status().Err()
+			}
+		}()
+		return h(ctx, req)
+	}
 }

@@ -44,7 +44,7 @@ func (b *Broker) fetch(ctx context.Context, c *call, req any) (any, error) {
 		}
 		return nil, errcat.Wrap(errcat.Internal, err)
 	}
-	c.returned = minimise.Apply(c.method, resp, c.decision.Scopes)
+	c.returned = minimise.ApplyMask(c.method, resp, c.decision.Scopes, c.mask)
 	return resp, nil
 }
 

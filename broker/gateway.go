@@ -3,14 +3,18 @@ package broker
 import (
 	"context"
 	"errors"
-	"io"
-	"mime"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +25,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/callchain"
+	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/errcat"
 )
 
@@ -30,59 +37,97 @@ import (
 // response as JSON (proto field names). It runs the very same chain as
 // gRPC — the caller is the verified client certificate of the HTTPS
 // connection, so the server must require and verify client certificates
-// (certs.ServerConfig) — with the same minimisation, audit and limits.
-// Errors are the google.rpc.Status as JSON, with the catalogue's
-// ErrorInfo and field violations, and the HTTP status of their gRPC code.
+// (certs.ServerConfig) — with the same minimisation, audit and limits;
+// the verb, the content type, the body size and the JSON are checked by
+// the chain's decode step, so those refusals are traced too. Errors are
+// the google.rpc.Status as JSON, with the catalogue's ErrorInfo and field
+// violations, and the HTTP status of their gRPC code (405 with Allow:
+// POST for another verb, 413 for a body over the limit). Each call gets
+// a server span when the Config has a TracerProvider.
 func (b *Broker) HTTPHandler() http.Handler {
-	chain := b.unaryInterceptor()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m, ok := b.catalog.Method(r.URL.Path)
-		if !ok {
-			writeStatus(w, nil, status.New(codes.NotFound, "no such method: POST /<package.Service>/<Method>, see the OpenAPI document"))
-			return
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		m, known := b.catalog.Method(r.URL.Path)
+		var span trace.Span
+		if b.tracer != nil {
+			name, attrs := spanNaming(r, m, known)
+			ctx, span = b.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+			defer span.End()
 		}
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			writeStatus(w, nil, status.New(codes.Unimplemented, "use POST"))
-			return
+		var code int
+		if !known {
+			code = b.noSuchMethod(ctx, w, r)
+		} else {
+			code = b.serveHTTP(ctx, w, r, m)
 		}
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-			writeStatus(w, nil, errcat.New(errcat.InvalidRequest).WithDetail("the body must be application/json").Status())
-			return
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", code))
+			if code >= 500 {
+				span.SetStatus(otelcodes.Error, http.StatusText(code))
+			}
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
-		if err != nil || len(body) > MaxRequestBytes {
-			writeStatus(w, nil, errcat.New(errcat.InvalidRequest).WithDetail("the body is unreadable or larger than 64 KiB").Status())
-			return
-		}
-		in := m.Input.New().Interface()
-		if err := protojson.Unmarshal(body, in); err != nil {
-			writeStatus(w, nil, errcat.New(errcat.InvalidRequest).WithDetail("the body is not a valid "+string(m.Input.Descriptor().Name())+" in JSON").Status())
-			return
-		}
-		ctx := r.Context()
-		if r.TLS != nil {
-			addr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
-			ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr, AuthInfo: credentials.TLSInfo{State: *r.TLS}})
-		}
-		stream := &headerStream{method: m.FullMethod}
-		ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
-		resp, err := chain(ctx, in, &grpc.UnaryServerInfo{FullMethod: m.FullMethod}, func(context.Context, any) (any, error) {
-			return nil, errNoChain
-		})
-		if err != nil {
-			writeStatus(w, stream.md(), status.Convert(err))
-			return
-		}
-		out, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(resp.(proto.Message))
-		if err != nil {
-			writeStatus(w, stream.md(), status.New(codes.Internal, "internal error"))
-			return
-		}
-		setHeaders(w, stream.md())
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(out)
 	})
+}
+
+// serveHTTP runs one gateway call through the chain and answers it; it
+// returns the HTTP status.
+func (b *Broker) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.Request, m *catalog.Method) int {
+	if r.TLS != nil {
+		addr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr, AuthInfo: credentials.TLSInfo{State: *r.TLS}})
+	}
+	stream := &headerStream{method: m.FullMethod}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
+	resp, err := b.serve(ctx, b.newCall(m), callchain.HTTP(m.Input.New().Interface(), r))
+	if err != nil {
+		return writeStatus(w, stream.md(), status.Convert(err))
+	}
+	out, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(resp.(proto.Message))
+	if err != nil {
+		return writeStatus(w, stream.md(), status.New(codes.Internal, "internal error"))
+	}
+	setHeaders(w, stream.md())
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+	return http.StatusOK
+}
+
+// noSuchMethod answers a path that names no method. It is not an API
+// call (there is no method to trace it under), but it gets a request id
+// and a log line like one; the path, the caller's text, is not logged.
+func (b *Broker) noSuchMethod(ctx context.Context, w http.ResponseWriter, r *http.Request) int {
+	id := audit.NewRequestID()
+	w.Header().Set(RequestIDHeader, id)
+	attrs := []slog.Attr{slog.String("request_id", id), slog.String("http_method", httpVerb(r)), slog.String("code", codes.NotFound.String()),
+		slog.String("reason", string(errcat.MethodNotFound))}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
+	b.log.LogAttrs(ctx, slog.LevelInfo, "gateway: no such method", attrs...)
+	return writeStatus(w, nil, errcat.New(errcat.MethodNotFound).Status())
+}
+
+// spanNaming follows the OpenTelemetry HTTP server conventions: "VERB
+// route", the route being the method's path (an unknown path is not
+// named: it is the caller's text).
+func spanNaming(r *http.Request, m *catalog.Method, known bool) (string, []attribute.KeyValue) {
+	verb := httpVerb(r)
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", verb)}
+	if !known {
+		return verb, attrs
+	}
+	return verb + " " + m.FullMethod, append(attrs, attribute.String("http.route", m.FullMethod), attribute.String("rpc.method", m.FullMethod))
+}
+
+// httpVerb is r's method when it is a standard one, else "_OTHER" (the
+// conventions' name for it), so that no caller text reaches a span or log.
+func httpVerb(r *http.Request) string {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return r.Method
+	}
+	return "_OTHER"
 }
 
 // httpStatus maps gRPC codes onto HTTP, as grpc-gateway does, with 422
@@ -118,12 +163,23 @@ func httpStatus(st *status.Status) int {
 	}
 }
 
-func writeStatus(w http.ResponseWriter, md metadata.MD, st *status.Status) {
+// writeStatus answers st as JSON and returns the HTTP status it used.
+func writeStatus(w http.ResponseWriter, md metadata.MD, st *status.Status) int {
 	setHeaders(w, md)
+	code := httpStatus(st)
 	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			secs := int(ri.GetRetryDelay().AsDuration().Seconds() + 0.999)
+		switch d := d.(type) {
+		case *errdetails.RetryInfo:
+			secs := int(d.GetRetryDelay().AsDuration().Seconds() + 0.999)
 			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		case *errdetails.ErrorInfo:
+			switch errcat.Reason(d.GetReason()) {
+			case errcat.MethodNotAllowed:
+				w.Header().Set("Allow", http.MethodPost)
+				code = http.StatusMethodNotAllowed
+			case errcat.RequestTooLarge:
+				code = http.StatusRequestEntityTooLarge
+			}
 		}
 	}
 	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(st.Proto())
@@ -131,8 +187,9 @@ func writeStatus(w http.ResponseWriter, md metadata.MD, st *status.Status) {
 		body = []byte(`{"code":13,"message":"internal error"}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus(st))
+	w.WriteHeader(code)
 	_, _ = w.Write(body)
+	return code
 }
 
 // setHeaders copies the chain's response metadata (request id,

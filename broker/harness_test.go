@@ -5,10 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -105,6 +109,10 @@ func fullResponse(method string) proto.Message {
 
 type harness struct {
 	addr     string
+	httpAddr string
+	observer *recordingObserver
+	logs     *syncBuffer
+	spans    *spanSink
 	adapter  *fakeAdapter
 	audit    *audit.Memory
 	registry *registry.Memory
@@ -136,9 +144,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 // newHarness starts a broker on 127.0.0.1 over real mTLS with the fake
 // adapter behind the family-quotient and C2S services (the student
 // services are left without source).
-func newHarness(t *testing.T, quota registry.Quota) *harness {
+func newHarness(t *testing.T, quota registry.Quota, options ...func(*broker.Config)) *harness {
 	t.Helper()
-	h := &harness{adapter: &fakeAdapter{}, audit: &audit.Memory{}, clock: &fakeClock{now: testNow}, dir: t.TempDir(), revoked: certs.NewRevocations()}
+	h := &harness{adapter: &fakeAdapter{}, audit: &audit.Memory{}, clock: &fakeClock{now: testNow}, dir: t.TempDir(), revoked: certs.NewRevocations(),
+		observer: &recordingObserver{}, logs: &syncBuffer{}, spans: newSpanSink()}
 	ca, err := certs.OpenDevCA(h.dir, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -183,20 +192,28 @@ func newHarness(t *testing.T, quota registry.Quota) *harness {
 			window(registry.Grant{Consumer: sirenLimited, Service: fqService, Scopes: scope.Of("family_quotient.value")}),
 			window(registry.Grant{Consumer: sirenSuspended, Service: fqService, Scopes: fqScopes}),
 		})
-	b, err := broker.New(broker.Config{
-		Catalog:     cat,
-		Sources:     map[string]broker.Source{fqService: {ID: "fake", Adapter: h.adapter, Timeout: 300 * time.Millisecond}, c2sService: {ID: "fake", Adapter: h.adapter}},
-		Registry:    h.registry,
-		Audit:       h.audit,
-		Clock:       h.clock.Now,
-		Revocations: h.revoked,
-		Pseudonyms:  testPseudonyms,
-	})
+	cfg := broker.Config{
+		Catalog:        cat,
+		Sources:        map[string]broker.Source{fqService: {ID: "fake", Adapter: h.adapter, Timeout: 300 * time.Millisecond}, c2sService: {ID: "fake", Adapter: h.adapter}},
+		Registry:       h.registry,
+		Audit:          h.audit,
+		Clock:          h.clock.Now,
+		Revocations:    h.revoked,
+		Pseudonyms:     testPseudonyms,
+		Observer:       h.observer,
+		Logger:         slog.New(slog.NewJSONHandler(h.logs, nil)),
+		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans)),
+	}
+	for _, o := range options {
+		o(&cfg)
+	}
+	b, err := broker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.broker = b
-	srv, _ := b.NewGRPCServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(serverCert, trust, certs.RejectRevoked(h.revoked)))))
+	tlsCfg := certs.ServerConfig(serverCert, trust, certs.RejectRevoked(h.revoked))
+	srv, _ := b.NewGRPCServer(append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +221,102 @@ func newHarness(t *testing.T, quota registry.Quota) *harness {
 	h.addr = lis.Addr().String()
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
+	// The HTTPS/JSON gateway on its own listener, as relaisd serves it.
+	hlis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.httpAddr = hlis.Addr().String()
+	web := &http.Server{Handler: b.HTTPHandler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = web.ServeTLS(hlis, "", "") }()
+	t.Cleanup(func() { _ = web.Close() })
 	return h
+}
+
+// httpClient returns an HTTPS client presenting a fresh certificate for kind/id.
+func (h *harness) httpClient(t *testing.T, kind identity.Kind, id string) *http.Client {
+	t.Helper()
+	cred, err := h.ca.IssueClient(context.Background(), certs.ClientRequest{Kind: kind, ID: id, CommonName: "test " + id, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := certs.NewCertSource()
+	if err := src.Set(cred.CertPEM, cred.KeyPEM); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: certs.ClientConfig(src, h.roots, "localhost")}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// recordingObserver is a hand-written broker.Observer (the metrics one
+// in relaisd): it keeps what it is told.
+// It is told last, after the record and the log line.
+type recordingObserver struct {
+	mu     sync.Mutex
+	recs   []audit.Record
+	notify chan struct{}
+}
+
+func (o *recordingObserver) ObserveCall(r audit.Record, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.recs = append(o.recs, r)
+	if o.notify != nil {
+		close(o.notify)
+	}
+	o.notify = make(chan struct{})
+}
+
+// waitFor waits until the call of request id has been observed: it is
+// then traced completely.
+func (o *recordingObserver) waitFor(t *testing.T, id string) {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		o.mu.Lock()
+		for _, r := range o.recs {
+			if r.RequestID == id {
+				o.mu.Unlock()
+				return
+			}
+		}
+		if o.notify == nil {
+			o.notify = make(chan struct{})
+		}
+		notify := o.notify
+		o.mu.Unlock()
+		select {
+		case <-notify:
+		case <-timeout.C:
+			t.Fatalf("call %s never observed", id)
+		}
+	}
+}
+
+func (o *recordingObserver) Records() []audit.Record {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]audit.Record(nil), o.recs...)
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // conn dials the broker as the holder of a certificate for kind/id.
@@ -250,5 +362,50 @@ func validFQ() *familyquotientv1.GetFamilyQuotientRequest {
 		AccessContext: &commonv1.AccessContext{Recipient: sirenFull, Purpose: "cantine", CaseReference: "DOSSIER-1"},
 		Subject: &commonv1.SubjectIdentity{BirthName: "Alpha", GivenNames: []string{"Test"}, Sex: commonv1.Sex_SEX_FEMALE,
 			BirthDate: "1980-01-02", BirthPlaceCog: "75056", BirthCountryCog: "99100"},
+	}
+}
+
+// spanSink is a span processor that tells the test when spans end, so
+// that a test waits for the span instead of racing its end (a server
+// span ends after the client has its answer).
+type spanSink struct {
+	mu     sync.Mutex
+	ended  []sdktrace.ReadOnlySpan
+	notify chan struct{}
+}
+
+func newSpanSink() *spanSink { return &spanSink{notify: make(chan struct{})} }
+
+func (s *spanSink) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (s *spanSink) OnEnd(span sdktrace.ReadOnlySpan) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = append(s.ended, span)
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+func (s *spanSink) Shutdown(context.Context) error   { return nil }
+func (s *spanSink) ForceFlush(context.Context) error { return nil }
+
+// wait returns the first ended span match accepts, waiting for it to end.
+func (s *spanSink) wait(t *testing.T, match func(sdktrace.ReadOnlySpan) bool) sdktrace.ReadOnlySpan {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		s.mu.Lock()
+		for _, span := range s.ended {
+			if match(span) {
+				s.mu.Unlock()
+				return span
+			}
+		}
+		notify := s.notify
+		s.mu.Unlock()
+		select {
+		case <-notify:
+		case <-timeout.C:
+			t.Fatal("no matching span ended")
+		}
 	}
 }

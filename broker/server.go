@@ -2,22 +2,25 @@ package broker
 
 import (
 	"context"
-	"errors"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/relais-broker/relais/broker/callchain"
 	"github.com/relais-broker/relais/broker/catalog"
 )
 
 // NewGRPCServer returns a gRPC server serving the typed source services
 // through the chain, the gRPC health service (one status per typed service
 // plus the empty name for the whole server) and server reflection. opts
-// must include the transport credentials: the data API is mTLS only.
+// must include the transport credentials: the data API is mTLS only. The
+// chain's server options (its codec, the transport bound) come last and
+// win. Other chained services (credential renewal) may be registered on it.
 func (b *Broker) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	opts = append(opts, grpc.ChainUnaryInterceptor(b.unaryInterceptor()))
+	opts = append(opts, callchain.ServerOptions()...)
 	s := grpc.NewServer(opts...)
 	for _, svc := range b.catalog.Services() {
 		s.RegisterService(b.serviceDesc(svc), struct{}{})
@@ -36,9 +39,8 @@ func (b *Broker) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 }
 
 // serviceDesc describes service to gRPC with one generic handler per
-// method: decode into the generated request type, then the interceptor
-// chain; the chain itself ends in fetch, so the handler below is never
-// reached without it.
+// method, which runs the chain itself: decoding is one of its steps, and
+// the chain ends in fetch.
 func (b *Broker) serviceDesc(service string) *grpc.ServiceDesc {
 	sd := &grpc.ServiceDesc{ServiceName: service, HandlerType: (*any)(nil)}
 	for _, m := range b.catalog.Methods() {
@@ -54,18 +56,16 @@ func (b *Broker) serviceDesc(service string) *grpc.ServiceDesc {
 	return sd
 }
 
+// methodHandler hands the request to the chain undecoded: a malformed or
+// oversized one is then refused by the chain's decode step, traced.
 func (b *Broker) methodHandler(m *catalog.Method) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
-	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		in := m.Input.New().Interface()
-		if err := dec(in); err != nil {
-			return nil, err
-		}
-		info := &grpc.UnaryServerInfo{Server: srv, FullMethod: m.FullMethod}
-		return interceptor(ctx, in, info, func(context.Context, any) (any, error) {
-			// Unreachable: the chain's last step is fetch, never this handler.
-			return nil, errNoChain
-		})
+	return func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		return b.serve(ctx, b.newCall(m), callchain.GRPC(m.Input.New().Interface(), dec))
 	}
 }
 
-var errNoChain = errors.New("broker: the interceptor chain did not run")
+func (b *Broker) newCall(m *catalog.Method) *call {
+	c := &call{method: m}
+	c.Method = m.FullMethod
+	return c
+}

@@ -5,13 +5,17 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/relais-broker/relais/broker/callchain"
 )
 
 // Limits of the data API's gRPC server.
 const (
 	// MaxRequestBytes bounds a request: typed requests are a few hundred
-	// bytes; anything near this is an attack or a bug.
-	MaxRequestBytes = 64 << 10
+	// bytes; anything near this is an attack or a bug. The chain enforces
+	// it (request_too_large, traced); the transport accepts up to
+	// callchain.MaxTransportBytes so that the chain sees such requests.
+	MaxRequestBytes = callchain.DefaultMaxRequestBytes
 	// MaxResponseBytes bounds a response.
 	MaxResponseBytes = 4 << 20
 	// MaxStreamsPerConnection bounds concurrent calls on one connection.
@@ -19,13 +23,14 @@ const (
 )
 
 // ServerOptions are the lifecycle settings relaisd serves the data and
-// admin APIs with: message size limits, per-connection stream limit, and
+// admin APIs with: message size limits (the transport bound; the chain
+// applies MaxRequestBytes), per-connection stream limit, and
 // keepalive enforcement (clients may not ping more often than every 20 s;
 // idle connections close after 15 min; every connection is recycled
 // within 2 h, with 30 s of grace, so certificate changes reach it).
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxRecvMsgSize(callchain.MaxTransportBytes),
 		grpc.MaxSendMsgSize(MaxResponseBytes),
 		grpc.MaxConcurrentStreams(MaxStreamsPerConnection),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),

@@ -10,7 +10,6 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 
 	"github.com/relais-broker/relais/broker"
@@ -27,7 +26,7 @@ import (
 // trace id is in its audit record and its log line, and is the id of the
 // server span.
 func TestTraceIDInAuditAndLog(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
+	rec := newSpanSink()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	pki := tlstest.New(t)
 	now := time.Now()
@@ -47,11 +46,9 @@ func TestTraceIDInAuditAndLog(t *testing.T) {
 	if _, err := client.GetFamilyQuotient(context.Background(), validFQ()); err != nil {
 		t.Fatal(err)
 	}
-	spans := rec.Ended()
-	if len(spans) == 0 {
-		t.Fatal("no span recorded")
-	}
-	want := spans[0].SpanContext().TraceID().String()
+	// The server span ends after the client has its answer (the stats
+	// handler closes it once the status is written): wait for it.
+	want := rec.wait(t, func(sdktrace.ReadOnlySpan) bool { return true }).SpanContext().TraceID().String()
 	recs := auditLog.Records()
 	if len(recs) != 1 || recs[0].TraceID != want {
 		t.Fatalf("audit trace id %q, want %q", recs[0].TraceID, want)

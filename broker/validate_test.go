@@ -61,7 +61,7 @@ func TestValidationRules(t *testing.T) {
 		{"birth country malformed", func(r *familyquotientv1.GetFamilyQuotientRequest) { r.Subject.BirthCountryCog = "FR" }, "subject.birth_country_cog", "invalid_subject"},
 		{"unknown field in mask", func(r *familyquotientv1.GetFamilyQuotientRequest) {
 			r.FieldMask = &fieldmaskpb.FieldMask{Paths: []string{"revenu_fiscal"}}
-		}, "field_mask", "invalid_field_mask"},
+		}, "field_mask.paths[0]", "invalid_field_mask"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,8 +1,8 @@
 package certs
 
-import "errors"
+import "github.com/relais-broker/relais/broker/identity"
 
 // ErrIssuerUnavailable is wrapped by errors of an issuer that cannot be
 // reached (Vault down, sealed or answering 5xx): retry later; existing
-// certificates keep working.
-var ErrIssuerUnavailable = errors.New("certificate issuer unavailable")
+// certificates keep working. It is identity.ErrIssuerUnavailable.
+var ErrIssuerUnavailable = identity.ErrIssuerUnavailable

@@ -2,7 +2,6 @@ package certs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -27,48 +26,26 @@ type Issuer interface {
 	TrustBundle(ctx context.Context) ([]byte, error)
 }
 
-// ClientRequest names the identity a client certificate is issued for.
-type ClientRequest struct {
-	// Kind is identity.KindConsumer or identity.KindOperator.
-	Kind identity.Kind
-	// ID is the consumer's SIRET or the operator's identifier.
-	ID string
-	// CommonName is a human-readable subject name, e.g. the consumer's name; ID when empty.
-	CommonName string
-	// TTL is the certificate lifetime; DefaultTTL when zero, at most MaxTTL.
-	TTL time.Duration
-}
+// ClientRequest names the identity a client certificate is issued for
+// (identity.ClientRequest: the contract lives below the broker).
+type ClientRequest = identity.ClientRequest
 
-// Credential is an issued certificate with its key (when the issuer made it)
-// and the chain that verifies it.
-type Credential struct {
-	// CertPEM is the leaf certificate.
-	CertPEM []byte
-	// KeyPEM is the PKCS #8 private key; empty when the caller supplied a CSR.
-	KeyPEM []byte
-	// ChainPEM is the issuing CA chain, leaf excluded.
-	ChainPEM []byte
-	// Serial is the leaf serial in lower-case hex, as identity.SerialHex renders it.
-	Serial string
-	// NotBefore is the start of the leaf's validity.
-	NotBefore time.Time
-	// NotAfter is the end of the leaf's validity.
-	NotAfter time.Time
-}
+// Credential is an issued certificate with its key and chain
+// (identity.Credential).
+type Credential = identity.Credential
 
-// Lifetimes of issued leaf certificates.
 const (
 	// DefaultTTL is the lifetime of a certificate requested with a zero TTL.
-	DefaultTTL = 7 * 24 * time.Hour
+	DefaultTTL = identity.DefaultTTL
 	// MaxTTL is the longest lifetime an issuer grants; longer requests are refused.
-	MaxTTL = 90 * 24 * time.Hour
+	MaxTTL = identity.MaxTTL
 )
 
 var (
 	// ErrInvalidRequest is wrapped by errors about a malformed issuance request.
-	ErrInvalidRequest = errors.New("invalid certificate request")
+	ErrInvalidRequest = identity.ErrInvalidRequest
 	// ErrInvalidCSR is wrapped by errors about a CSR an issuer refuses to sign.
-	ErrInvalidCSR = errors.New("invalid csr")
+	ErrInvalidCSR = identity.ErrInvalidCSR
 )
 
 // operatorID is stricter than what identity accepts: lower case only, so

@@ -61,17 +61,6 @@ func WriteCredential(dir string, c *Credential, chain []byte) error {
 	return nil
 }
 
-// FullChainPEM is the leaf followed by its issuing chain, what a TLS
-// endpoint presents.
-func (c *Credential) FullChainPEM() []byte {
-	out := make([]byte, 0, len(c.CertPEM)+len(c.ChainPEM)+1)
-	out = append(out, c.CertPEM...)
-	if len(out) > 0 && out[len(out)-1] != '\n' {
-		out = append(out, '\n')
-	}
-	return append(out, c.ChainPEM...)
-}
-
 // writeFileAtomic replaces path with data: a synced temporary file in the
 // same directory renamed over it, so readers see the old or the new content.
 func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {

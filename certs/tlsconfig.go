@@ -55,7 +55,7 @@ func ServerConfig(src *CertSource, trust *TrustPool, opts ...ServerOption) *tls.
 	// against the current bundle keeps a retired CA from riding on an old
 	// ticket whatever the toolchain.
 	base.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) > 0 && o.revoked.IsRevoked(identity.SerialHex(cs.PeerCertificates[0])) {
+		if len(cs.PeerCertificates) > 0 && o.revoked != nil && o.revoked.IsRevoked(identity.SerialHex(cs.PeerCertificates[0])) {
 			return errors.New("certs: client certificate is revoked")
 		}
 		if !cs.DidResume {
@@ -80,11 +80,17 @@ func ServerConfig(src *CertSource, trust *TrustPool, opts ...ServerOption) *tls.
 type ServerOption func(*serverOptions)
 
 type serverOptions struct {
-	revoked *Revocations
+	revoked RevocationChecker
+}
+
+// RevocationChecker says whether a certificate serial (identity.SerialHex)
+// is revoked: the CRL set, the registry's, or both.
+type RevocationChecker interface {
+	IsRevoked(serial string) bool
 }
 
 // RejectRevoked makes the handshake fail for client certificates in r.
-func RejectRevoked(r *Revocations) ServerOption {
+func RejectRevoked(r RevocationChecker) ServerOption {
 	return func(o *serverOptions) { o.revoked = r }
 }
 

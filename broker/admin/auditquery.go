@@ -4,21 +4,32 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/relais-broker/relais/broker/audit"
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/broker/errcat"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/subject"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
-// AuditReader reads the audit log; boltlog.Log implements it.
+// AuditReader reads the audit log; auditlog.Log implements it.
 type AuditReader interface {
-	Query(ctx context.Context, f boltlog.Filter) ([]audit.Record, error)
+	Query(ctx context.Context, f audit.Filter) ([]audit.Record, error)
 	Subject(ctx context.Context, pseudonym string) ([]audit.Record, error)
 }
+
+// AuditExporter is the optional capability of an AuditReader behind
+// ExportAudit (auditlog.Log has it): every entry from one consistent read.
+type AuditExporter interface {
+	Export(ctx context.Context, fn func(seal.Entry) error) error
+}
+
+// exportBatch is how many entries go in one ExportAudit message.
+const exportBatch = 256
 
 // auditQueries implements AuditAdminService.
 type auditQueries struct {
@@ -28,8 +39,9 @@ type auditQueries struct {
 	reg        registry.Store
 }
 
+// QueryAudit lists records for operators, filtered, oldest first.
 func (a *auditQueries) QueryAudit(ctx context.Context, req *adminv1.QueryAuditRequest) (*adminv1.QueryAuditResponse, error) {
-	f := boltlog.Filter{Consumer: req.GetConsumerSiret(), Method: req.GetMethod(), Code: req.GetCode(), Limit: int(req.GetLimit())}
+	f := audit.Filter{Consumer: req.GetConsumerSiret(), Method: req.GetMethod(), Code: req.GetCode(), Limit: int(req.GetLimit())}
 	if req.GetFrom() != nil {
 		f.From = req.GetFrom().AsTime()
 	}
@@ -45,6 +57,71 @@ func (a *auditQueries) QueryAudit(ctx context.Context, req *adminv1.QueryAuditRe
 		resp.Records = append(resp.Records, auditPB(r))
 	}
 	return resp, nil
+}
+
+// ExportAudit streams the log from one read of the storage; the caller
+// verifies it with the public key alone. The stream's admin record names
+// the export, never its content.
+func (a *auditQueries) ExportAudit(_ *adminv1.ExportAuditRequest, stream grpc.ServerStreamingServer[adminv1.ExportAuditResponse]) error {
+	ctx := stream.Context()
+	exp, ok := a.log.(AuditExporter)
+	if !ok {
+		return errcat.Wrap(errcat.ServiceNotConfigured, errors.New("admin: this audit log cannot be exported")).Status().Err()
+	}
+	setTarget(ctx, "audit log export")
+	batch := &adminv1.ExportAuditResponse{}
+	flush := func() error {
+		if len(batch.Entries) == 0 {
+			return nil
+		}
+		err := stream.Send(batch)
+		batch = &adminv1.ExportAuditResponse{}
+		return err
+	}
+	err := exp.Export(ctx, func(e seal.Entry) error {
+		batch.Entries = append(batch.Entries, ExportEntryPB(e))
+		if len(batch.Entries) >= exportBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errcat.Wrap(errcat.Internal, err).Status().Err()
+	}
+	return nil
+}
+
+// ExportEntryPB is the wire form of an export entry; EntryFromPB reads it.
+func ExportEntryPB(e seal.Entry) *adminv1.AuditExportEntry {
+	if c := e.Checkpoint; c != nil {
+		return &adminv1.AuditExportEntry{Entry: &adminv1.AuditExportEntry_Checkpoint{Checkpoint: &adminv1.AuditCheckpoint{
+			Chain: c.Chain, Seq: c.Seq, Head: c.Head, Time: timestamppb.New(c.Time), Boundary: c.Boundary, Sig: c.Sig,
+		}}}
+	}
+	return &adminv1.AuditExportEntry{Entry: &adminv1.AuditExportEntry_Record{Record: e.Record}}
+}
+
+// EntryFromPB turns a wire entry back into the export entry it was, for
+// verification on the operator's side.
+func EntryFromPB(pb *adminv1.AuditExportEntry) (seal.Entry, error) {
+	switch x := pb.GetEntry().(type) {
+	case *adminv1.AuditExportEntry_Record:
+		if len(x.Record) == 0 {
+			return seal.Entry{}, errors.New("export entry with an empty record")
+		}
+		return seal.RecordEntry(x.Record), nil
+	case *adminv1.AuditExportEntry_Checkpoint:
+		c := x.Checkpoint
+		return seal.CheckpointEntry(seal.Checkpoint{Chain: c.GetChain(), Seq: c.GetSeq(), Head: c.GetHead(), Time: c.GetTime().AsTime(), Boundary: c.GetBoundary(), Sig: c.GetSig()}), nil
+	default:
+		return seal.Entry{}, errors.New("export entry holds neither a record nor a checkpoint")
+	}
 }
 
 // SubjectAccesses answers a citizen's "who accessed my data?". The
@@ -95,6 +172,6 @@ func auditPB(r audit.Record) *adminv1.AuditRecord {
 		Time: ts(r.Time), RequestId: r.RequestID, ConsumerSiret: r.Consumer, Operator: r.Operator, Target: r.Target, CertSerial: r.CertSerial,
 		RecipientSiret: r.Recipient, Method: r.Method, Purpose: r.Purpose, CaseReference: r.CaseReference, Agent: r.Agent,
 		SubjectPseudonym: r.Subject, FieldsRequested: r.FieldsRequested, FieldsReturned: r.FieldsReturned, Source: r.Source,
-		Code: r.Code, Reason: r.Reason, Latency: durationpb.New(r.Latency),
+		Code: r.Code, Reason: r.Reason, Latency: durationpb.New(r.Latency), Note: r.Note,
 	}
 }

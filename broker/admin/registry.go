@@ -3,11 +3,13 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/relais-broker/relais/broker/errcat"
+	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/scope"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
@@ -55,6 +57,7 @@ func (c *consumers) ListConsumers(ctx context.Context, _ *adminv1.ListConsumersR
 
 func (c *consumers) SetConsumerStatus(ctx context.Context, req *adminv1.SetConsumerStatusRequest) (*adminv1.SetConsumerStatusResponse, error) {
 	setTarget(ctx, req.GetSiret())
+	setNote(ctx, req.GetReason())
 	st := registry.StatusActive
 	if req.GetStatus() == adminv1.ConsumerStatus_CONSUMER_STATUS_SUSPENDED {
 		st = registry.StatusSuspended
@@ -78,6 +81,7 @@ func (g *grants) AddGrant(ctx context.Context, req *adminv1.AddGrantRequest) (*a
 		NotBefore: req.GetNotBefore().AsTime(), NotAfter: req.GetNotAfter().AsTime(),
 		Quota:               registry.Quota{RatePerSecond: req.GetQuota().GetRatePerSecond(), Burst: int(req.GetQuota().GetBurst()), DailyCap: int(req.GetQuota().GetDailyCap())},
 		ExpectedDailyVolume: int(req.GetExpectedDailyVolume()),
+		Anomaly:             anomalyPolicy(req.GetAnomaly()),
 	}
 	for _, p := range req.GetPurposes() {
 		in.Purposes = append(in.Purposes, registry.Purpose{Code: p.GetCode(), Label: p.GetLabel(), LegalBasis: p.GetLegalBasis()})
@@ -108,6 +112,7 @@ func (g *grants) ListGrants(ctx context.Context, req *adminv1.ListGrantsRequest)
 
 func (g *grants) RevokeGrant(ctx context.Context, req *adminv1.RevokeGrantRequest) (*adminv1.RevokeGrantResponse, error) {
 	setTarget(ctx, req.GetId())
+	setNote(ctx, req.GetReason())
 	out, err := g.reg.RevokeGrant(ctx, req.GetId())
 	if err != nil {
 		return nil, registryError(err)
@@ -127,20 +132,29 @@ func (g *grants) ExtendGrant(ctx context.Context, req *adminv1.ExtendGrantReques
 // recordRevocations marks the revoked serials in the registry's
 // credential records, best effort: the revocation itself is already in
 // force in the broker and the CA.
-func (s *Server) recordRevocations(ctx context.Context, serials []string) {
-	records, err := s.cfg.Registry.ListCredentials(ctx, "")
-	if err != nil {
-		return
+// recordRevocations writes the revocations through the registry, where
+// every replica reads its revoked set from (and the next start too).
+func (s *Server) recordRevocations(ctx context.Context, serials []string) error {
+	if _, err := s.cfg.Registry.RevokeCredentials(ctx, serials...); err != nil {
+		return registryError(fmt.Errorf("revoked in this broker but not recorded in the registry (other replicas and the next start do not know it yet; retry): %w", err))
 	}
-	now := s.cfg.Clock().UTC()
-	for _, r := range records {
-		for _, serial := range serials {
-			if r.Serial == serial && r.Status != registry.CredentialRevoked {
-				r.Status, r.RevokedAt = registry.CredentialRevoked, now
-				_ = s.cfg.Registry.PutCredential(ctx, r)
-			}
+	return nil
+}
+
+// registrySerials are the consumer's certificates the registry knows
+// (issued or renewed through relaisd), to revoke with the CA's own list.
+func (s *Server) registrySerials(ctx context.Context, siret string) ([]string, error) {
+	recs, err := s.cfg.Registry.ListCredentials(ctx, siret)
+	if err != nil {
+		return nil, registryError(err)
+	}
+	var out []string
+	for _, r := range recs {
+		if r.Kind == string(identity.KindConsumer) && r.Status == registry.CredentialActive {
+			out = append(out, r.Serial)
 		}
 	}
+	return out, nil
 }
 
 func registryError(err error) *errcat.Error {
@@ -151,6 +165,8 @@ func registryError(err error) *errcat.Error {
 		return errcat.Wrap(errcat.NotFound, err).WithDetail(err.Error())
 	case errors.Is(err, registry.ErrExists):
 		return errcat.Wrap(errcat.AlreadyExists, err).WithDetail(err.Error())
+	case errors.Is(err, registry.ErrUnavailable):
+		return errcat.Wrap(errcat.RegistryUnavailable, err)
 	default:
 		return errcat.Wrap(errcat.Internal, err)
 	}
@@ -174,6 +190,7 @@ func grantPB(g registry.Grant) *adminv1.Grant {
 		NotBefore: ts(g.NotBefore), NotAfter: ts(g.NotAfter), CreatedAt: ts(g.CreatedAt), RevokedAt: ts(g.RevokedAt),
 		Quota:               &adminv1.Quota{RatePerSecond: g.Quota.RatePerSecond, Burst: int32(g.Quota.Burst), DailyCap: int32(g.Quota.DailyCap)},
 		ExpectedDailyVolume: int32(g.ExpectedDailyVolume),
+		Anomaly:             anomalyPolicyPB(g.Anomaly),
 	}
 	for _, p := range g.Purposes {
 		out.Purposes = append(out.Purposes, &adminv1.Purpose{Code: p.Code, Label: p.Label, LegalBasis: p.LegalBasis})

@@ -28,13 +28,20 @@ type Record struct {
 	Agent         string
 	// Subject is the subject's pseudonym (broker/subject), never the
 	// clear identity; empty for admin actions.
-	Subject         string
-	FieldsRequested []string // scope names
-	FieldsReturned  []string // scope names
+	Subject string
+	// FieldsRequested and FieldsReturned are field mask paths of the
+	// response ("value", "address.postal_code"); records written before
+	// per-field masks hold scope names.
+	FieldsRequested []string
+	FieldsReturned  []string
 	Source          string
 	Code            string // gRPC code name
 	Reason          string // catalogue reason, empty on success
 	Latency         time.Duration
+	// Note is the operator's stated reason for an admin action (a
+	// suspension, a revocation). Omitted when empty, so that records
+	// written before it existed keep their exact bytes and hashes.
+	Note string `json:",omitempty"`
 }
 
 // Recorder appends records durably. Append returns only once the record
@@ -43,8 +50,28 @@ type Recorder interface {
 	Append(ctx context.Context, r Record) error
 }
 
+// Filter selects records for queries; zero fields match everything. Every
+// audit storage (bbolt, PostgreSQL) answers the same Filter the same way.
+type Filter struct {
+	Consumer, Method, Code string
+	// From is inclusive, To exclusive.
+	From, To time.Time
+	// Limit bounds the answer (1000 when zero).
+	Limit int
+}
+
+// DefaultLimit is the Limit of a Filter that sets none.
+const DefaultLimit = 1000
+
+// Match reports whether r passes f, so that storages filtering in Go and
+// those filtering in SQL can be checked against one definition.
+func (f Filter) Match(r Record) bool {
+	return (f.Consumer == "" || r.Consumer == f.Consumer) && (f.Method == "" || r.Method == f.Method) &&
+		(f.Code == "" || r.Code == f.Code) && (f.From.IsZero() || !r.Time.Before(f.From)) && (f.To.IsZero() || r.Time.Before(f.To))
+}
+
 // Memory is an in-memory Recorder for tests, which SetFail can make
-// fail. The broker's audit log is boltlog.
+// fail. The broker's audit log is auditlog.Log over a storage.
 type Memory struct {
 	mu      sync.Mutex
 	records []Record

@@ -38,15 +38,10 @@ type Credential struct {
 // Errors are catalogue errors: credential_missing, credential_invalid,
 // credential_revoked, credential_expired.
 func Peer(ctx context.Context, want identity.Kind, revoked RevocationChecker, now time.Time) (*Credential, *errcat.Error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
+	leaf := Leaf(ctx)
+	if leaf == nil {
 		return nil, errcat.New(errcat.CredentialMissing)
 	}
-	tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(tlsInfo.State.VerifiedChains) == 0 || len(tlsInfo.State.VerifiedChains[0]) == 0 {
-		return nil, errcat.New(errcat.CredentialMissing)
-	}
-	leaf := tlsInfo.State.VerifiedChains[0][0]
 	id, err := identity.FromCertificate(leaf)
 	if err != nil {
 		return nil, errcat.Wrap(errcat.CredentialInvalid, err)
@@ -62,4 +57,19 @@ func Peer(ctx context.Context, want identity.Kind, revoked RevocationChecker, no
 		return nil, errcat.Wrap(errcat.CredentialExpired, fmt.Errorf("serial %s expired at %s", serial, leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	return &Credential{Identity: id, Certificate: leaf, Serial: serial}, nil
+}
+
+// Leaf returns the verified client certificate of ctx's call, or nil
+// when there is none. Peer decides whether it is accepted; Leaf lets the
+// audit record of a refused call still name the certificate presented.
+func Leaf(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(tlsInfo.State.VerifiedChains) == 0 || len(tlsInfo.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return tlsInfo.State.VerifiedChains[0][0]
 }

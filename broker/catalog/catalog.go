@@ -1,9 +1,13 @@
 // Package catalog derives, from the proto descriptors of the typed
 // services, everything the broker needs to know about each method: its
-// request and response types and which scope covers each response field.
-// The scope options in proto/ are the single source of truth; this package
-// only reads them, and refuses a service whose response has a top-level
-// field with neither a scope nor the not_personal mark.
+// request and response types, which scope covers each response field, and
+// the tree of fields a field mask may name (nested fields share the scope
+// of their top-level field). The scope options in proto/ are the single
+// source of truth; this package only reads them, and refuses a service
+// whose response has a top-level field with neither a scope nor the
+// not_personal mark, or a nested field with one. Field masks are resolved
+// here against that tree, built once per method, so a call pays only for
+// the paths it names.
 package catalog
 
 import (
@@ -19,12 +23,56 @@ import (
 	optionsv1 "github.com/relais-broker/relais/proto/relais/options/v1"
 )
 
-// Field is a top-level field of a response message.
+// Field is a field of a response message that a field mask may name:
+// a top-level field, or a field nested in a message-typed one.
 type Field struct {
-	Name        string
-	Descriptor  protoreflect.FieldDescriptor
-	Scope       string // empty when NotPersonal
+	// Name is the proto field name.
+	Name string
+	// Path is the field mask path naming the field from the response
+	// root, "value" or "address.postal_code"; it is also how the audit
+	// record names the field.
+	Path       string
+	Descriptor protoreflect.FieldDescriptor
+	// Scope covers the field; a nested field has the scope of its
+	// top-level field, as grants are per scope. Empty when NotPersonal.
+	Scope       string
 	NotPersonal bool
+	// Fields are the sub-fields a mask may name, in declaration order.
+	// Empty for scalars, enums, maps, well-known types, recursive
+	// messages and not-personal fields: those are only named whole.
+	Fields []Field
+
+	index    int
+	byNumber map[protoreflect.FieldNumber]int
+}
+
+// Index is the field's position among its siblings.
+func (f *Field) Index() int { return f.index }
+
+// Sub returns the sub-field for fd, a field of the message f holds; false
+// when fd is not one f may carry (an unknown schema fails closed).
+func (f *Field) Sub(fd protoreflect.FieldDescriptor) (*Field, bool) {
+	return lookup(f.Fields, f.byNumber, fd)
+}
+
+// lookup finds fd among fields: by identity at its index (the generated
+// types are the catalogue's descriptors), else by number with the same
+// name and shape, so that a message built from an equal descriptor is
+// still understood.
+func lookup(fields []Field, byNumber map[protoreflect.FieldNumber]int, fd protoreflect.FieldDescriptor) (*Field, bool) {
+	if i := fd.Index(); i < len(fields) && fields[i].Descriptor == fd {
+		return &fields[i], true
+	}
+	i, ok := byNumber[fd.Number()]
+	if !ok {
+		return nil, false
+	}
+	d := fields[i].Descriptor
+	if d.Name() != fd.Name() || d.Kind() != fd.Kind() || d.Cardinality() != fd.Cardinality() || d.IsMap() != fd.IsMap() ||
+		(d.Message() != nil && d.Message().FullName() != fd.Message().FullName()) {
+		return nil, false
+	}
+	return &fields[i], true
 }
 
 // Method is one typed method of a source service.
@@ -40,13 +88,25 @@ type Method struct {
 	// Scopes are all scopes the response can carry.
 	Scopes scope.Set
 
-	byName map[string]Field
+	byName   map[string]int
+	byNumber map[protoreflect.FieldNumber]int
+	// all is the mask of a call without field mask, built once.
+	all *Mask
 }
 
-// Field returns the response field called name.
+// Field returns the top-level response field called name.
 func (m *Method) Field(name string) (Field, bool) {
-	f, ok := m.byName[name]
-	return f, ok
+	i, ok := m.byName[name]
+	if !ok {
+		return Field{}, false
+	}
+	return m.Fields[i], true
+}
+
+// TopField returns the top-level field for fd, a field of a response
+// message; false when fd is not one the response may carry.
+func (m *Method) TopField(fd protoreflect.FieldDescriptor) (*Field, bool) {
+	return lookup(m.Fields, m.byNumber, fd)
 }
 
 // Catalog indexes the methods of the typed services.
@@ -94,7 +154,8 @@ func newMethod(sd protoreflect.ServiceDescriptor, md protoreflect.MethodDescript
 		Service:    string(sd.FullName()),
 		Input:      in,
 		Output:     out,
-		byName:     make(map[string]Field),
+		byName:     make(map[string]int),
+		byNumber:   make(map[protoreflect.FieldNumber]int),
 	}
 	var names []string
 	fields := md.Output().Fields()
@@ -102,9 +163,11 @@ func newMethod(sd protoreflect.ServiceDescriptor, md protoreflect.MethodDescript
 		fd := fields.Get(i)
 		f := Field{
 			Name:        string(fd.Name()),
+			Path:        string(fd.Name()),
 			Descriptor:  fd,
 			Scope:       proto.GetExtension(fd.Options(), optionsv1.E_Scope).(string),
 			NotPersonal: proto.GetExtension(fd.Options(), optionsv1.E_NotPersonal).(bool),
+			index:       i,
 		}
 		switch {
 		case f.Scope == "" && !f.NotPersonal:
@@ -114,12 +177,46 @@ func newMethod(sd protoreflect.ServiceDescriptor, md protoreflect.MethodDescript
 		}
 		if f.Scope != "" {
 			names = append(names, f.Scope)
+			var err error
+			if f.Fields, f.byNumber, err = subFields(fd, f.Path, f.Scope, []protoreflect.FullName{md.Output().FullName()}); err != nil {
+				return nil, fmt.Errorf("catalog: %s: %w", md.Output().FullName(), err)
+			}
 		}
 		m.Fields = append(m.Fields, f)
-		m.byName[f.Name] = f
+		m.byName[f.Name] = i
+		m.byNumber[fd.Number()] = i
 	}
 	m.Scopes = scope.Of(names...)
+	m.all = m.everything()
 	return m, nil
+}
+
+// subFields lists the fields a mask may name under fd. The scope options
+// are read on top-level fields only: one set on a nested field would be a
+// finer grant the broker does not enforce, so it is refused.
+func subFields(fd protoreflect.FieldDescriptor, path, sc string, stack []protoreflect.FullName) ([]Field, map[protoreflect.FieldNumber]int, error) {
+	md := fd.Message()
+	if md == nil || fd.IsMap() || strings.HasPrefix(string(md.FullName()), "google.protobuf.") || slices.Contains(stack, md.FullName()) {
+		return nil, nil, nil
+	}
+	stack = append(stack, md.FullName())
+	var out []Field
+	byNumber := make(map[protoreflect.FieldNumber]int)
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		sub := fields.Get(i)
+		if proto.GetExtension(sub.Options(), optionsv1.E_Scope).(string) != "" || proto.GetExtension(sub.Options(), optionsv1.E_NotPersonal).(bool) {
+			return nil, nil, fmt.Errorf("nested field %s carries a scope option: scopes are set on top-level response fields only", sub.FullName())
+		}
+		f := Field{Name: string(sub.Name()), Path: path + "." + string(sub.Name()), Descriptor: sub, Scope: sc, index: i}
+		var err error
+		if f.Fields, f.byNumber, err = subFields(sub, f.Path, sc, stack); err != nil {
+			return nil, nil, err
+		}
+		out = append(out, f)
+		byNumber[sub.Number()] = i
+	}
+	return out, byNumber, nil
 }
 
 // Method returns the method for a gRPC path.
@@ -153,24 +250,6 @@ func (c *Catalog) ServiceScopes(service string) (scope.Set, bool) {
 		}
 	}
 	return s, found
-}
-
-// ScopesForMask returns the scopes covering the response fields named by
-// mask paths. An empty mask means every scope of the method. A path that is
-// not a personal-data field of the response is an error naming it.
-func (m *Method) ScopesForMask(paths []string) (scope.Set, error) {
-	if len(paths) == 0 {
-		return m.Scopes, nil
-	}
-	names := make([]string, 0, len(paths))
-	for _, p := range paths {
-		f, ok := m.byName[p]
-		if !ok || f.NotPersonal {
-			return scope.Set{}, fmt.Errorf("unknown field %q", p)
-		}
-		names = append(names, f.Scope)
-	}
-	return scope.Of(names...), nil
 }
 
 // checkInput requires the request fields the broker reads generically.

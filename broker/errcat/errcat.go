@@ -42,18 +42,25 @@ const (
 	GrantNotYetValid       Reason = "grant_not_yet_valid"
 	ScopeNotGranted        Reason = "scope_not_granted"
 	InvalidRequest         Reason = "invalid_request"
+	MalformedRequest       Reason = "malformed_request"
 	InvalidRecipient       Reason = "invalid_recipient"
 	InvalidSubject         Reason = "invalid_subject"
 	InvalidFieldMask       Reason = "invalid_field_mask"
 	RateLimited            Reason = "rate_limited"
 	DailyQuotaExceeded     Reason = "daily_quota_exceeded"
 	DuplicateInFlight      Reason = "duplicate_in_flight"
+	Throttled              Reason = "throttled"
+	QuotaUnavailable       Reason = "quota_unavailable"
+	RegistryUnavailable    Reason = "registry_unavailable"
+	RequestTooLarge        Reason = "request_too_large"
 	SubjectNotFound        Reason = "subject_not_found"
 	SubjectNotIdentifiable Reason = "subject_not_identifiable"
 	SourceUnavailable      Reason = "source_unavailable"
 	SourceTimeout          Reason = "source_timeout"
 	SourceInvalidResponse  Reason = "source_invalid_response"
 	ServiceNotConfigured   Reason = "service_not_configured"
+	MethodNotFound         Reason = "method_not_found"
+	MethodNotAllowed       Reason = "method_not_allowed"
 	AuditUnavailable       Reason = "audit_unavailable"
 	NotFound               Reason = "not_found"
 	AlreadyExists          Reason = "already_exists"
@@ -98,6 +105,8 @@ var entries = []Entry{
 		"The field mask asks only for fields outside your grant. Fields outside the grant are otherwise silently left out (see the minimisation rule), so this error only says the intersection is empty; it is decided before any source is called and says nothing about the subject."},
 	{InvalidRequest, codes.InvalidArgument, "request is invalid",
 		"The request breaks a validation rule of the API; the BadRequest detail lists every field violation."},
+	{MalformedRequest, codes.InvalidArgument, "request could not be decoded",
+		"The body is not a valid encoding of the request message: truncated or invalid protobuf, invalid UTF-8 in a string, nesting deeper than any request has, JSON that does not fit the message, or (HTTPS gateway) a body that is not `application/json`. When the broker can tell which field is broken, the BadRequest detail and the ErrorInfo metadata `field` name it (its path in proto names, e.g. `subject.birth_name`). The call is refused before validation, and still traced."},
 	{InvalidRecipient, codes.InvalidArgument, "recipient is not a valid siret",
 		"`access_context.recipient` must be a SIRET: 14 digits with a valid Luhn checksum (La Poste's digit-sum rule for SIREN 356000000). The BadRequest detail names the field."},
 	{InvalidSubject, codes.InvalidArgument, "subject identity is invalid",
@@ -110,6 +119,14 @@ var entries = []Entry{
 		"Your body used the daily cap of its grant for this service. Counters reset at midnight, Paris time; RetryInfo says when."},
 	{DuplicateInFlight, codes.Aborted, "the same call is already in progress",
 		"An identical call (same consumer, method and subject) is still being answered; the broker does not ask the source twice. Wait for the first answer."},
+	{Throttled, codes.ResourceExhausted, "calls are throttled after abnormal use",
+		"The broker detected abnormal use by your body (enumeration of subjects, volume beyond the declared one) and the grant's anomaly policy throttles it. RetryInfo says when the throttle ends; the operator sees the anomaly in `relaisctl anomalies list`."},
+	{QuotaUnavailable, codes.Unavailable, "quota state is unavailable",
+		"The shared store of the daily quotas and of the duplicate guard did not answer, so the call is refused rather than counted wrong (fail closed). Retry later."},
+	{RegistryUnavailable, codes.Unavailable, "the registry is unavailable",
+		"Admin API only: the registry's database did not answer, so the change was not made (nothing was half-applied). Calls to the data API keep being decided on the last registry snapshot. Retry when the database is back."},
+	{RequestTooLarge, codes.ResourceExhausted, "request is too large",
+		"The request message is larger than the broker accepts (64 KiB; typed requests are a few hundred bytes). The ErrorInfo metadata `limit_bytes` gives the limit; over HTTPS the status is 413. Messages beyond the transport bound (1 MiB) are refused by the gRPC transport itself, without this detail, but still traced."},
 	{SubjectNotFound, codes.NotFound, "subject not found",
 		"The source knows no person with this identity."},
 	{SubjectNotIdentifiable, codes.FailedPrecondition, "subject cannot be identified with certainty",
@@ -122,6 +139,10 @@ var entries = []Entry{
 		"The source answered something that does not fit the typed response; nothing is returned. The operator is alerted through the logs."},
 	{ServiceNotConfigured, codes.Unimplemented, "service has no source configured",
 		"The broker knows this service but the operator configured no source adapter for it."},
+	{MethodNotFound, codes.NotFound, "no such method",
+		"HTTPS gateway: the path names no method. Methods are served at `POST /<package.Service>/<Method>`, e.g. `POST /relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient`; the OpenAPI document at `/docs/openapi.json` lists them."},
+	{MethodNotAllowed, codes.Unimplemented, "method must be called with post",
+		"HTTPS gateway: a method was called with another HTTP verb than POST. The status is 405 with `Allow: POST`."},
 	{AuditUnavailable, codes.Unavailable, "access could not be traced",
 		"The audit record could not be made durable, so no data is returned (fail closed). Retry later."},
 	{NotFound, codes.NotFound, "no such object",
@@ -162,6 +183,9 @@ type Error struct {
 	// for text built by Relais itself that holds no personal data (the
 	// admin API's precise validation messages).
 	Detail string
+	// Metadata goes into the ErrorInfo, for machine-readable facts (a
+	// limit, a field path); the same rule as Detail applies.
+	Metadata map[string]string
 }
 
 // New returns an error with the given reason. An unknown reason is a
@@ -191,6 +215,15 @@ func (e *Error) WithRetryAfter(d time.Duration) *Error {
 // WithDetail sets Detail.
 func (e *Error) WithDetail(d string) *Error {
 	e.Detail = d
+	return e
+}
+
+// WithMetadata adds key=value to the ErrorInfo metadata.
+func (e *Error) WithMetadata(key, value string) *Error {
+	if e.Metadata == nil {
+		e.Metadata = map[string]string{}
+	}
+	e.Metadata[key] = value
 	return e
 }
 
@@ -225,7 +258,7 @@ func (e *Error) Status() *status.Status {
 		msg += ": " + e.Detail
 	}
 	st := status.New(entry.Code, msg)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(e.Reason), Domain: Domain}}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(e.Reason), Domain: Domain, Metadata: e.Metadata}}
 	if len(e.Violations) > 0 {
 		details = append(details, &errdetails.BadRequest{FieldViolations: e.Violations})
 	}

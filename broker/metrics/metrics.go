@@ -1,7 +1,8 @@
 // Package metrics exposes what operators watch, in the Prometheus format,
 // on the broker's operations listener: calls by consumer, method and code;
 // latency per method and per source; source states; audit commit latency
-// and queue depth; certificate expiry; rate-limit rejections. Labels hold
+// and queue depth; certificate expiry; rate-limit rejections; abnormal
+// use raised by broker/anomaly. Labels hold
 // SIRETs of public bodies, method and source names — never anything about
 // a citizen.
 package metrics
@@ -29,6 +30,7 @@ type Metrics struct {
 	certExpiry     *prometheus.GaugeVec
 	auditQueue     prometheus.GaugeFunc
 	auditQueueFunc func() float64
+	anomalies      *prometheus.CounterVec
 }
 
 // States a source can be in, for relais_source_state.
@@ -45,7 +47,7 @@ func New() *Metrics {
 	m.sourceLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "relais_source_duration_seconds",
 		Help: "Latency of source adapter calls, by source.", Buckets: buckets}, []string{"source"})
 	m.rejections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_rate_limit_rejections_total",
-		Help: "Calls refused by rate limits and quotas, by consumer and reason."}, []string{"consumer", "reason"})
+		Help: "Calls refused by rate limits, quotas and the anomaly throttle, by consumer and reason."}, []string{"consumer", "reason"})
 	m.auditCommit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "relais_audit_commit_duration_seconds",
 		Help: "Duration of durable audit commits (one fsync for a group of records).", Buckets: buckets})
 	m.sourceState = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_source_state",
@@ -54,7 +56,9 @@ func New() *Metrics {
 		Help: "Expiry (Unix time) of the broker's own certificate (which=server) and of the soonest-expiring consumer certificate (which=consumer_soonest)."}, []string{"which"})
 	m.auditQueue = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "relais_audit_queue_depth",
 		Help: "Audit records waiting for the next commit."}, func() float64 { return m.auditQueueFunc() })
-	m.reg.MustRegister(m.calls, m.callLatency, m.sourceLatency, m.rejections, m.auditCommit, m.sourceState, m.certExpiry, m.auditQueue,
+	m.anomalies = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_anomalies_total",
+		Help: "Abnormal use raised by the anomaly detector (at most once per window), by consumer SIRET and kind (enumeration, volume)."}, []string{"consumer", "kind"})
+	m.reg.MustRegister(m.calls, m.callLatency, m.sourceLatency, m.rejections, m.auditCommit, m.sourceState, m.certExpiry, m.auditQueue, m.anomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -67,9 +71,14 @@ func (m *Metrics) ObserveCall(r audit.Record, sourceLatency time.Duration) {
 		m.sourceLatency.WithLabelValues(r.Source).Observe(sourceLatency.Seconds())
 	}
 	switch r.Reason {
-	case "rate_limited", "daily_quota_exceeded", "duplicate_in_flight":
+	case "rate_limited", "daily_quota_exceeded", "duplicate_in_flight", "throttled":
 		m.rejections.WithLabelValues(r.Consumer, r.Reason).Inc()
 	}
+}
+
+// ObserveAnomaly counts one anomaly raised (anomaly.Counter).
+func (m *Metrics) ObserveAnomaly(consumer, kind string) {
+	m.anomalies.WithLabelValues(consumer, kind).Inc()
 }
 
 // ObserveAuditCommit records one audit commit (boltlog's OnCommit).

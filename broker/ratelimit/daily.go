@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"sync"
 	"time"
 	_ "time/tzdata" // the day boundary is Paris time, whatever the host's zone files
@@ -17,14 +18,20 @@ func mustLoad(name string) *time.Location {
 	return loc
 }
 
-// Daily counts calls per key (consumer × service) per day, Paris time,
-// against the grants' daily caps. Counts can be seeded at start (from the
-// audit log), so a restart does not reset them.
+// Daily is the in-memory DailyCounter of one replica: it counts calls per
+// key (consumer × service) per day, Paris time, against the grants' daily
+// caps. Counts can be seeded at start (from the audit log), so a restart
+// does not reset them.
 type Daily struct {
 	mu     sync.Mutex
 	day    string
 	counts map[string]int
 }
+
+var (
+	_ DailyCounter = (*Daily)(nil)
+	_ Seeder       = (*Daily)(nil)
+)
 
 // NewDaily returns an empty counter.
 func NewDaily() *Daily { return &Daily{counts: map[string]int{}} }
@@ -38,22 +45,27 @@ func NextMidnight(t time.Time) time.Time {
 	return time.Date(p.Year(), p.Month(), p.Day()+1, 0, 0, 0, 0, Paris)
 }
 
-// Take counts one call for key if the cap allows it (0: no cap). When it
-// does not, it returns the time until the counters reset.
-func (d *Daily) Take(key string, dailyCap int, now time.Time) (ok bool, resetIn time.Duration) {
+// Take counts one call for key if the cap allows it (0: no cap, the call
+// is still counted). When it does not, it returns the time until the
+// counters reset (the next Paris midnight).
+func (d *Daily) Take(ctx context.Context, key string, dailyCap int, now time.Time) (ok bool, retryAfter time.Duration, err error) {
+	if err := CheckTake(ctx, key, dailyCap); err != nil {
+		return false, 0, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if day := Day(now); day != d.day {
 		d.day, d.counts = day, map[string]int{}
 	}
 	if dailyCap > 0 && d.counts[key] >= dailyCap {
-		return false, NextMidnight(now).Sub(now)
+		return false, NextMidnight(now).Sub(now), nil
 	}
 	d.counts[key]++
-	return true, 0
+	return true, 0, nil
 }
 
-// Seed adds counts for day (ignored if day is not today at now).
+// Seed adds counts for day (ignored if day is not today at now): a
+// replica restores its counts from the audit log at start.
 func (d *Daily) Seed(day string, counts map[string]int, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

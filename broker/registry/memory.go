@@ -5,8 +5,8 @@ import (
 )
 
 // Memory is a fixed, in-memory Reader for tests of the broker core: it
-// holds what it is given and never changes. The broker's registry is
-// boltreg.
+// holds what it is given and never changes. The broker's registry is a
+// Store: boltreg (one machine) or pgreg (replicas on PostgreSQL).
 type Memory struct {
 	consumers map[string]Consumer
 	grants    map[string][]Grant // by consumer SIRET

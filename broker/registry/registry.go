@@ -1,7 +1,14 @@
 // Package registry defines the habilitations the broker enforces: the
 // consuming public bodies and their grants (which service, which scopes,
-// which purposes, for how long, at which rate). Reader is the read side the
-// authorization stage uses; storage backends implement it.
+// which purposes, for how long, at which rate), and the records of the
+// certificates issued to them. Reader is the read side the authorization
+// stage uses; Store is what storage backends (boltreg, pgreg) implement.
+//
+// The backends share one implementation of everything that is not storage:
+// the validation of every write (validate.go), the rules of each change
+// (writes.go) and the immutable in-memory Snapshot every call reads
+// (snapshot.go), so a write refused by one backend is refused by the other
+// with the same message, and authorization never waits on storage.
 package registry
 
 import (
@@ -20,6 +27,10 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrInvalid is wrapped by every refused write, with the field and why.
 	ErrInvalid = errors.New("invalid")
+	// ErrUnavailable is wrapped by a write (or a read that must reach
+	// storage) refused because the storage cannot be reached; the snapshot
+	// keeps serving reads, and the same call succeeds once storage is back.
+	ErrUnavailable = errors.New("registry storage unavailable")
 )
 
 // Status is whether a consumer may call at all.
@@ -77,9 +88,38 @@ type Grant struct {
 	Quota     Quota
 	// ExpectedDailyVolume is what the consumer declared it would call.
 	ExpectedDailyVolume int
+	// Anomaly overrides, for this grant, how the broker reacts to calls
+	// that look like enumeration; the zero value keeps the defaults.
+	Anomaly AnomalyPolicy
 	// CreatedAt is set by the store; RevokedAt when the grant was ended.
 	// A revoked grant is kept for history and never authorises.
 	CreatedAt, RevokedAt time.Time
+}
+
+// Anomaly actions: what the broker does when a grant's calls cross its
+// anomaly thresholds.
+const (
+	// AnomalyDefault ("") keeps the broker's configured action.
+	AnomalyDefault = ""
+	// AnomalyAlert only records and reports the anomaly.
+	AnomalyAlert = "alert"
+	// AnomalyThrottle slows the consumer down on top of the alert.
+	AnomalyThrottle = "throttle"
+	// AnomalySuspend suspends the consumer on top of the alert.
+	AnomalySuspend = "suspend"
+)
+
+// AnomalyPolicy is a grant's own thresholds for the anomaly detector,
+// overriding the broker-wide defaults field by field; zero fields keep
+// the default.
+type AnomalyPolicy struct {
+	// MaxNotFoundRatio is the share of calls answering "subject not
+	// found" above which the calls look like enumeration, in [0, 1].
+	MaxNotFoundRatio float64
+	// MaxDistinctSubjects bounds the distinct subjects per detector window.
+	MaxDistinctSubjects int
+	// Action is one of the Anomaly* constants.
+	Action string
 }
 
 // HasPurpose reports whether the grant allows purpose code.
@@ -130,11 +170,40 @@ type GrantFilter struct {
 	ExpiringBefore time.Time
 }
 
+// RevocationReader answers "is this certificate revoked?" from the
+// registry's credential records, so that a revocation written through any
+// replica's store is enforced by all of them.
+type RevocationReader interface {
+	// Revoked reports whether serial (identity.SerialHex form) has a
+	// revoked record; it reads the snapshot and never does I/O, so the
+	// TLS handshake and every call may ask it.
+	Revoked(serial string) bool
+	// Credential returns the record of serial, or ErrNotFound; it reads
+	// storage by key (never a scan).
+	Credential(ctx context.Context, serial string) (CredentialRecord, error)
+}
+
+// Versioned is the seam of the change feed (several replicas on one
+// database): every committed write bumps Version, and Reload rebuilds the
+// snapshot from storage, for the writes made by another process.
+type Versioned interface {
+	// Version is the version of the snapshot being served: monotonic,
+	// bumped by every committed write, stored with the data.
+	Version() uint64
+	// Reload rebuilds the snapshot from storage in full. A store reloads
+	// after its own writes; Reload is for the writes of other replicas
+	// (the change feed calls it on a newer version or a reconnect).
+	Reload(ctx context.Context) error
+}
+
 // Store is a registry that operators change. Every write is validated
-// first and either fully applied or not at all; the broker sees it at the
-// next call.
+// first (by this package's shared rules) and either fully applied or not
+// at all; the broker sees it at the next call, from the snapshot.
 type Store interface {
 	Reader
+	RevocationReader
+	Versioned
+	Transfer
 	AddConsumer(ctx context.Context, c Consumer) (Consumer, error)
 	ListConsumers(ctx context.Context) ([]Consumer, error)
 	SetConsumerStatus(ctx context.Context, siret string, s Status) (Consumer, error)
@@ -142,7 +211,21 @@ type Store interface {
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
 	RevokeGrant(ctx context.Context, id string) (Grant, error)
 	ExtendGrant(ctx context.Context, id string, notAfter time.Time) (Grant, error)
+	// PutCredential records an issued or renewed certificate, or its
+	// revocation (Status revoked). A revocation is final: a revoked
+	// record is never turned back to active.
 	PutCredential(ctx context.Context, r CredentialRecord) error
+	// RevokeCredentials marks every serial revoked in one write (all or
+	// nothing), creating a bare revoked record for a serial the registry
+	// never saw (a certificate issued outside relaisd), and returns the
+	// records as stored. Serials already revoked keep their first date.
+	RevokeCredentials(ctx context.Context, serials ...string) ([]CredentialRecord, error)
+	// ListCredentials returns the records of subject (all when empty),
+	// newest first (by NotBefore, then serial).
 	ListCredentials(ctx context.Context, subject string) ([]CredentialRecord, error)
+	// Import adds consumers and grants in one write (all or nothing),
+	// each validated as AddConsumer and AddGrant do, and returns the
+	// grants with their ids: bulk onboarding and the dev registry.
+	Import(ctx context.Context, consumers []Consumer, grants []Grant) ([]Grant, error)
 	Close() error
 }

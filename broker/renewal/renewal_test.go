@@ -74,7 +74,7 @@ func start(t *testing.T, grantEnd time.Time) *env {
 		t.Fatal(err)
 	}
 	srv, _ := b.NewGRPCServer(e.pki.ServerCreds(certs.RejectRevoked(e.revoked)))
-	credentialsv1.RegisterCredentialServiceServer(srv, ren)
+	ren.Register(srv)
 	e.addr = tlstest.Serve(t, srv)
 	return e
 }

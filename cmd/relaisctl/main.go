@@ -42,10 +42,16 @@ commands:
                                manage habilitations (admin API)
   apply -f grants.yaml [--dry-run]
                                make the listed consumers' grants match a declarative file, showing the diff
-  audit verify                 check the audit log's hash chain and signed checkpoints offline (--checkpoints FILE: against an export)
-  audit checkpoints            export the signed checkpoints (JSON lines) for a third party
+  audit verify (--db FILE | --file EXPORT | --online) [--checkpoints FILE]
+                               check the audit log's hash chains and signed checkpoints with the public key alone
+  audit export (--db FILE | --online) [--out FILE]
+                               the whole log as JSON lines (records and checkpoints), for archives and offline checks
+  audit checkpoints (--db FILE | --online)
+                               export the signed checkpoints (JSON lines) for a third party
   audit query                  list audit records (--consumer, --method, --code, --from, --to; --format table|jsonl|csv)
   audit subject                a citizen's access report: who accessed this person's data, when, why, which fields
+  db migrate|status [--dsn-file F]
+                               apply or list the PostgreSQL schema migrations (DSN from the file or $RELAIS_DATABASE_DSN)
   vault init                   set up the Vault PKI for Relais (idempotent)
   credentials issue            issue a certificate and its key (the CA makes the key)
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
@@ -53,6 +59,8 @@ commands:
   credentials revoke           revoke a certificate, or all of a consumer's, in the CA and the broker at once
   credentials list             list the certificates recorded in the registry (admin API)
   sources list                 list the typed services and their source adapters (admin API)
+  anomalies list [--consumer S] [-o table|json]
+                               list the abnormal use detected (enumeration, volume) and the action taken (admin API)
   issuer rotate                start a new intermediate issuing CA (Vault); old certificates stay valid
   version                      print the version
 
@@ -69,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "scopes", "errors":
 		return runCatalog(args, stdout, stderr)
+	case "db":
+		return runDB(ctx, args[1:], stdout, stderr)
 	case "vault":
 		if len(args) < 2 || args[1] != "init" {
 			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl vault init [flags]\n")
@@ -97,18 +107,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return runSources(ctx, args[1], args[2:], stdout, stderr)
 	case "audit":
-		switch {
-		case len(args) >= 2 && args[1] == "verify":
-			return runAuditVerify(args[2:], stdout, stderr)
-		case len(args) >= 2 && args[1] == "query":
-			return runAuditQuery(ctx, args[2:], stdout, stderr)
-		case len(args) >= 2 && args[1] == "checkpoints":
-			return runAuditCheckpoints(args[2:], stdout, stderr)
-		case len(args) >= 2 && args[1] == "subject":
-			return runAuditSubject(ctx, args[2:], stdout, stderr)
+		return runAudit(ctx, args[1:], stdout, stderr)
+	case "anomalies":
+		if len(args) < 2 {
+			fmt.Fprintln(stderr, "relaisctl: usage: relaisctl anomalies list [flags]")
+			return 2
 		}
-		fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify|query|subject|checkpoints [flags]")
-		return 2
+		return runAnomalies(ctx, args[1], args[2:], stdout, stderr)
 	case "apply":
 		return runApply(ctx, args[1:], stdout, stderr)
 	case "issuer":

@@ -12,8 +12,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/relais-broker/relais/adapters/sources"
+	"github.com/relais-broker/relais/broker/anomaly"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/internal/keyfile"
+	"github.com/relais-broker/relais/internal/pgdb"
 	"github.com/relais-broker/relais/internal/tracing"
 )
 
@@ -22,8 +24,9 @@ import (
 // in the file: it names files, and the environment may override them
 // (RELAIS_VAULT_SECRET_ID, RELAIS_PSEUDONYM_KEY).
 type Config struct {
-	// DataDir holds registry.db and audit.db.
+	// DataDir holds registry.db and audit.db when the store is bbolt.
 	DataDir string       `yaml:"data_dir"`
+	Store   StoreConfig  `yaml:"store"`
 	Listen  ListenConfig `yaml:"listen"`
 	TLS     TLSConfig    `yaml:"tls"`
 	Audit   AuditConfig  `yaml:"audit"`
@@ -33,6 +36,48 @@ type Config struct {
 	Log         LogConfig      `yaml:"log"`
 	Tracing     tracing.Config `yaml:"tracing"`
 	Limits      LimitsConfig   `yaml:"limits"`
+	// Anomaly tunes the detection of abnormal use (broker/anomaly): the
+	// defaults when omitted.
+	Anomaly anomaly.Config `yaml:"anomaly"`
+	// ReplicaID names this broker among the replicas sharing one database:
+	// its audit chain. Default: the host name (store kind postgres), or
+	// empty (bbolt: one broker, one chain).
+	ReplicaID string `yaml:"replica_id"`
+}
+
+// StoreConfig chooses where the broker's state lives: bbolt files in
+// data_dir (one machine, the default) or one PostgreSQL database shared by
+// every replica.
+type StoreConfig struct {
+	// Kind is bbolt (default) or postgres.
+	Kind string `yaml:"kind"`
+	// DSNFile holds the PostgreSQL connection string (libpq URL or
+	// key=value form), so the password is never in this file; the
+	// environment variable RELAIS_DATABASE_DSN overrides it.
+	DSNFile string `yaml:"dsn_file"`
+}
+
+// Store kinds.
+const (
+	StoreBbolt    = "bbolt"
+	StorePostgres = "postgres"
+)
+
+// dsn is RELAIS_DATABASE_DSN when set, else the content of dsn_file. It
+// is never logged nor put in an error.
+func (s StoreConfig) dsn() (string, error) {
+	if v := strings.TrimSpace(os.Getenv(pgdb.DSNEnv)); v != "" || s.DSNFile == "" {
+		dsn, err := pgdb.LoadDSN("")
+		if err != nil {
+			return "", fmt.Errorf("store.dsn_file is required for kind postgres (or set %s)", pgdb.DSNEnv)
+		}
+		return dsn, nil
+	}
+	dsn, err := pgdb.LoadDSN(s.DSNFile)
+	if err != nil {
+		return "", fmt.Errorf("store.dsn_file: %w", err)
+	}
+	return dsn, nil
 }
 
 // LimitsConfig tunes the protections of the data API.
@@ -136,6 +181,12 @@ func (c *Config) defaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	if c.Store.Kind == "" {
+		c.Store.Kind = StoreBbolt
+	}
+	if c.ReplicaID == "" && c.Store.Kind == StorePostgres {
+		c.ReplicaID, _ = os.Hostname()
+	}
 }
 
 // validate checks everything that can be checked without connecting:
@@ -143,10 +194,19 @@ func (c *Config) defaults() {
 func (c *Config) validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.DataDir == "" {
-		add("data_dir is required")
-	} else if st, err := os.Stat(c.DataDir); err != nil || !st.IsDir() {
-		add("data_dir %s: not a directory", c.DataDir)
+	switch c.Store.Kind {
+	case StoreBbolt:
+		if c.DataDir == "" {
+			add("data_dir is required with store kind bbolt")
+		} else if st, err := os.Stat(c.DataDir); err != nil || !st.IsDir() {
+			add("data_dir %s: not a directory", c.DataDir)
+		}
+	case StorePostgres:
+		if _, err := c.Store.dsn(); err != nil {
+			add("%v", err)
+		}
+	default:
+		add("store.kind %q: want bbolt or postgres", c.Store.Kind)
 	}
 	for name, addr := range map[string]string{"listen.data": c.Listen.Data, "listen.admin": c.Listen.Admin, "listen.ops": c.Listen.Ops, "listen.http": c.Listen.HTTP} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -191,6 +251,12 @@ func (c *Config) validate() error {
 	if c.Audit.Retention < 24*time.Hour {
 		add("audit.retention %s: at least a day (the CNIL range is 6 to 12 months)", c.Audit.Retention)
 	}
+	if err := c.Anomaly.Validate(); err != nil {
+		add("anomaly: %v", err)
+	}
+	if !validReplicaID(c.ReplicaID) {
+		add("replica_id %q: 1 to 64 letters, digits, '.', '_' or '-'", c.ReplicaID)
+	}
 	if c.SourcesFile != "" {
 		if _, err := sources.Load(c.SourcesFile, catalog.Default(), nil); err != nil {
 			add("sources_file: %v", err)
@@ -214,4 +280,18 @@ func (v *VaultConfig) secretID() (string, error) {
 	}
 	raw, err := os.ReadFile(v.SecretIDFile)
 	return strings.TrimSpace(string(raw)), err
+}
+
+// validReplicaID: a replica id names an audit chain in records, exports
+// and metrics; empty is the single chain of a bbolt broker.
+func validReplicaID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -32,6 +33,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	otlp := fs.String("otlp-endpoint", "", "export traces over OTLP/gRPC to this collector (host:port, plaintext on loopback); none by default")
 	sourcesFile := fs.String("sources", "", "YAML file choosing the adapter of each service (sandbox, httpjson, remote); services it omits stay on the sandbox")
 	dataDir := fs.String("data-dir", "relais-dev", "directory for the dev CA, demo credentials and stores")
+	postgres := fs.String("postgres", "", "keep every store in this PostgreSQL database (DSN, e.g. postgres://user@127.0.0.1:5432/relais) instead of bbolt files; the schema is migrated, and the dev CA and keys are shared through the database so another dev broker on the same DSN joins as a replica")
+	replicaID := fs.String("replica-id", "", "this broker's name among replicas on one database (its audit chain); default dev-<port of --listen>")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -59,7 +62,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
-		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp, httpListen: *httpListen}
+		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp, httpListen: *httpListen,
+		postgres: *postgres, replicaID: *replicaID}
+	if !validReplicaID(opts.replicaID) {
+		fmt.Fprintf(stderr, "relaisd dev: --replica-id %q: 1 to 64 letters, digits, '.', '_' or '-'\n", opts.replicaID)
+		return 2
+	}
+	if opts.postgres != "" && opts.replicaID == "" {
+		_, port, _ := net.SplitHostPort(*listen)
+		opts.replicaID = "dev-" + port
+	}
 	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
@@ -84,6 +96,8 @@ type devOptions struct {
 	sourcesFile, opsListen, otlp       string
 	httpListen                         string
 	crlRefresh, trustRefresh           time.Duration
+	// postgres is the DSN of the shared database ("" for bbolt files).
+	postgres, replicaID string
 }
 
 func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.Writer) error {
@@ -99,20 +113,20 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		defer closeVault()
 		vault = v
 	}
-	env, err := devenv.Prepare(ctx, o.dataDir, []string{o.host}, cat, time.Now, vault)
+	sts, joined, err := devStores(ctx, o, cat, vault != nil)
 	if err != nil {
 		return err
 	}
-	defer env.Registry.Close()
-	keys, err := devenv.LoadKeys(o.dataDir)
+	defer sts.Close()
+	env, keys, err := prepareDev(ctx, o, cat, vault, sts)
 	if err != nil {
 		return err
 	}
 	st := &stack{
-		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Registry: env.Registry,
+		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Stores: sts, Chain: o.replicaID,
 		Sources: sourceConfig{catalog: cat, base: env.Sources, guards: env.Guards, file: o.sourcesFile, sandbox: env.Sandbox},
 		Signing: keys.Signing, Pseudonym: keys.Pseudonym,
-		AuditPath: filepath.Join(o.dataDir, AuditFile), Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
+		Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh,
 	}
 	tc := tracing.Config{Exporter: "none"}
@@ -126,17 +140,18 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		printWelcome(stdout, data, adminAddr, o.dataDir, env, []string{
 			fmt.Sprintf("HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json)", web),
 			fmt.Sprintf("operations:     http://%s/metrics /healthz /readyz", opsAddr),
-			fmt.Sprintf("audit log:      %s (verify: relaisctl audit verify --db %s --public-key %s)",
-				st.AuditPath, st.AuditPath, filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
-		})
+			fmt.Sprintf("audit log:      %s (verify the running broker: relaisctl audit verify --online --admin-addr %s --operator-dir %s --public-key %s)",
+				auditWhere(o), adminAddr, env.OperatorDir(), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
+		}, storeLine(o, joined))
 	})
 }
 
-func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env, extra []string) {
+func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env, extra []string, store string) {
 	full := env.ConsumerDir(devenv.FullConsumer)
 	limited := env.ConsumerDir(devenv.LimitedConsumer)
 	fmt.Fprintf(w, "relaisd dev: listening on %s (mTLS only; sandbox sources, fictitious data)\n", addr)
 	fmt.Fprintf(w, "data directory: %s\n", dataDir)
+	fmt.Fprintf(w, "stores:         %s\n", store)
 	fmt.Fprintf(w, "admin API:      %s (operator credential: %s)\n", adminAddr, env.OperatorDir())
 	fmt.Fprintf(w, "trust bundle:   %s\n", filepath.Join(env.Dir, "ca.pem"))
 	for _, line := range extra {
@@ -146,4 +161,72 @@ func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env,
 	fmt.Fprintf(w, "  %-16s SIRET %s, every scope:    %s\n", devenv.FullConsumer.Dir, devenv.FullConsumer.SIRET, full)
 	fmt.Fprintf(w, "  %-16s SIRET %s, limited scopes: %s\n", devenv.LimitedConsumer.Dir, devenv.LimitedConsumer.SIRET, limited)
 	fmt.Fprintf(w, "first call:\n  %s\n", devenv.FirstCallCommand(env, devenv.FullConsumer, addr))
+}
+
+// devStores opens the dev broker's stores: bbolt files in the data
+// directory, or the PostgreSQL database of --postgres (schema migrated,
+// dev CA and keys pulled from it; joined says they were there already).
+func devStores(ctx context.Context, o devOptions, cat *catalog.Catalog, vault bool) (*stores, bool, error) {
+	if o.postgres == "" {
+		sts, err := openBoltStores(o.dataDir, cat, time.Now)
+		return sts, false, err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, false, err
+	}
+	sts, err := openPostgresStores(ctx, o.postgres, true, cat, time.Now, o.replicaID)
+	if err != nil {
+		return nil, false, err
+	}
+	material := devenv.PGMaterial{Pool: sts.Pool}
+	joined := false
+	if err = material.Init(ctx); err == nil {
+		joined, err = devenv.PullMaterial(ctx, material, o.dataDir, vault)
+	}
+	if err != nil {
+		sts.Close()
+		return nil, false, err
+	}
+	return sts, joined, nil
+}
+
+// prepareDev prepares the dev environment on the stores; with a shared
+// database it then shares the dev CA and keys it created, and prepares
+// again with the database's copy when another dev broker stored its own
+// first (both started at once).
+func prepareDev(ctx context.Context, o devOptions, cat *catalog.Catalog, vault *devenv.Vault, sts *stores) (*devenv.Env, *devenv.Keys, error) {
+	for attempt := 0; ; attempt++ {
+		env, err := devenv.PrepareWith(ctx, o.dataDir, []string{o.host}, cat, time.Now, vault, sts.Registry)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys, err := devenv.LoadKeys(o.dataDir)
+		if err != nil || sts.Pool == nil {
+			return env, keys, err
+		}
+		changed, err := devenv.PushMaterial(ctx, devenv.PGMaterial{Pool: sts.Pool}, o.dataDir, vault != nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !changed || attempt > 0 {
+			return env, keys, nil
+		}
+	}
+}
+
+func storeLine(o devOptions, joined bool) string {
+	if o.postgres == "" {
+		return "bbolt files in " + o.dataDir
+	}
+	if joined {
+		return fmt.Sprintf("PostgreSQL (replica %s; joined the installation already in this database: same CA, keys and registry)", o.replicaID)
+	}
+	return fmt.Sprintf("PostgreSQL (replica %s; new installation: dev CA and keys stored in the database)", o.replicaID)
+}
+
+func auditWhere(o devOptions) string {
+	if o.postgres == "" {
+		return filepath.Join(o.dataDir, AuditFile)
+	}
+	return "PostgreSQL, chain " + o.replicaID
 }

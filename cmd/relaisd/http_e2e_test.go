@@ -116,7 +116,7 @@ func TestHTTPGateway(t *testing.T) {
 		reason string
 	}{
 		{"400 invalid recipient", full, fq, `{"access_context":{"recipient":"21990000100006","purpose":"tarification_sociale","case_reference":"X"},"subject":` + zoe + `}`, 400, "invalid_recipient"},
-		{"400 malformed JSON", full, fq, `{"access_context":`, 400, "invalid_request"},
+		{"400 malformed JSON", full, fq, `{"access_context":`, 400, "malformed_request"},
 		{"401 not a consumer certificate", operator, fq, `{` + accessFull + `,"subject":` + zoe + `}`, 401, "credential_invalid"},
 		{"403 purpose not granted", full, fq, `{"access_context":{"recipient":"21990000100005","purpose":"autre","case_reference":"X"},"subject":` + zoe + `}`, 403, "purpose_not_granted"},
 		{"404 subject not found", full, fq, `{` + accessFull + `,"subject":` + subjectJSON("INCONNU", "Personne", "SEX_FEMALE", "2000-01-01", "75056") + `}`, 404, "subject_not_found"},

@@ -7,14 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
+	"time"
 
 	"github.com/relais-broker/relais/adapters/sandbox"
 	"github.com/relais-broker/relais/broker/catalog"
-	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/certs/vaultca"
-	"github.com/relais-broker/relais/internal/devenv"
 	"github.com/relais-broker/relais/internal/keyfile"
 	"github.com/relais-broker/relais/internal/tracing"
 )
@@ -76,7 +74,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	st := &stack{
 		Catalog: cat, CA: ca, ServerCert: certs.NewCertSource(), Trust: certs.NewTrustPool(),
 		Sources:   sourceConfig{catalog: cat, file: cfg.SourcesFile, sandbox: sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})},
-		AuditPath: filepath.Join(cfg.DataDir, AuditFile), Retention: cfg.Audit.Retention,
+		Retention: cfg.Audit.Retention, Anomaly: cfg.Anomaly, Chain: cfg.ReplicaID,
 		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops, HTTPListen: cfg.Listen.HTTP,
 		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh, AllowDuplicateCalls: cfg.Limits.AllowDuplicateCalls,
 	}
@@ -100,12 +98,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	if st.Pseudonym, err = cfg.pseudonymKey(); err != nil {
 		return err
 	}
-	reg, err := boltreg.Open(filepath.Join(cfg.DataDir, devenv.RegistryFile), boltreg.Options{Catalog: cat})
-	if err != nil {
+	if st.Stores, err = configuredStores(ctx, cfg, cat); err != nil {
 		return err
 	}
-	defer reg.Close()
-	st.Registry = reg
+	defer st.Stores.Close()
 	return runStack(ctx, st, logger, func(data, admin, ops, web string) {
 		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s, HTTPS/JSON on %s\n", data, admin, ops, web)
 	})
@@ -126,4 +122,17 @@ func configuredCA(ctx context.Context, cfg *Config) (certs.Authority, func(), er
 	}
 	ca, err := certs.OpenDevCA(cfg.TLS.DevCADir, nil)
 	return ca, func() {}, err
+}
+
+// configuredStores opens the stores the configuration names. A
+// PostgreSQL schema must have been migrated (relaisctl db migrate).
+func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog) (*stores, error) {
+	if cfg.Store.Kind != StorePostgres {
+		return openBoltStores(cfg.DataDir, cat, time.Now)
+	}
+	dsn, err := cfg.Store.dsn()
+	if err != nil {
+		return nil, err
+	}
+	return openPostgresStores(ctx, dsn, false, cat, time.Now, cfg.ReplicaID)
 }

@@ -19,22 +19,20 @@ import (
 
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/admin"
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/anomaly"
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/auditlog"
+	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/metrics"
 	"github.com/relais-broker/relais/broker/ops"
 	"github.com/relais-broker/relais/broker/ratelimit"
-	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/broker/renewal"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/docs"
 	"github.com/relais-broker/relais/internal/tracing"
-	credentialsv1 "github.com/relais-broker/relais/proto/relais/credentials/v1"
 )
-
-// AuditFile is the audit log's file name in the data directory.
-const AuditFile = "audit.db"
 
 // stack is what a running broker is made of, whatever built it: dev mode
 // (internal/devenv) or a configuration file (relaisd serve).
@@ -44,14 +42,16 @@ type stack struct {
 	ServerCert *certs.CertSource
 	Keeper     *certs.ServerCertKeeper
 	Trust      *certs.TrustPool
-	Registry   *boltreg.Store
+	// Stores hold the registry, the audit log, the quotas: bbolt files or
+	// one PostgreSQL database. Chain is this broker's audit chain.
+	Stores *stores
+	Chain  string
 	// Sources are built from this: base sources overlaid with a sources
 	// file, rebuilt on SIGHUP.
 	Sources sourceConfig
 	// Signing signs audit checkpoints; Pseudonym keys subject pseudonyms.
 	Signing   ed25519.PrivateKey
 	Pseudonym []byte
-	AuditPath string
 	// Retention of audit records (12 months when zero).
 	Retention                      time.Duration
 	Listen, AdminListen, OpsListen string
@@ -60,8 +60,10 @@ type stack struct {
 	CRLRefresh, TrustRefresh time.Duration
 	// AllowDuplicateCalls: see LimitsConfig.
 	AllowDuplicateCalls bool
-	// Tracing instruments the gRPC servers; nil means none.
+	// Tracing instruments the gRPC servers and the gateway; nil means none.
 	Tracing *tracing.Tracing
+	// Anomaly tunes the abnormal-use detector (zero: its defaults).
+	Anomaly anomaly.Config
 }
 
 // listeners are the broker's four sockets, by role.
@@ -100,13 +102,14 @@ func (ls *listeners) close() {
 // then the audit log writes its final checkpoint and closes, and only
 // then the stores. announce is told the bound addresses.
 func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func(data, admin, ops, web string)) (err error) {
-	revoked := certs.NewRevocations()
+	revoked := revocations{local: certs.NewRevocations(), registry: st.Stores.Registry}
 	pseudonyms, err := subject.New(st.Pseudonym)
 	if err != nil {
 		return err
 	}
 	mets := metrics.New()
-	auditLog, err := boltlog.Open(st.AuditPath, boltlog.Options{SigningKey: st.Signing, Retention: st.Retention, OnCommit: mets.ObserveAuditCommit})
+	auditLog, err := auditlog.Open(st.Stores.Audit, auditlog.Options{Signer: seal.Ed25519Signer(st.Signing), Chain: st.Chain,
+		Retention: st.Retention, OnCommit: mets.ObserveAuditCommit})
 	if err != nil {
 		return err
 	}
@@ -120,16 +123,25 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	if st.Tracing != nil {
 		defer func() { _ = st.Tracing.Shutdown(context.Background()) }()
 	}
+	detector, err := anomaly.New(st.Anomaly, anomaly.Deps{Registry: st.Stores.Registry, Suspender: st.Stores.Registry, Audit: auditLog, Metrics: mets, Logger: logger})
+	if err != nil {
+		return err
+	}
 	firstSources, err := st.Sources.build()
 	if err != nil {
 		return err
 	}
-	b, err := broker.New(broker.Config{
-		Catalog: st.Catalog, Sources: firstSources.sources, Registry: st.Registry, Audit: auditLog, Logger: logger,
-		Revocations: revoked, Pseudonyms: pseudonyms, Observer: mets, AllowDuplicateCalls: st.AllowDuplicateCalls,
-	})
+	cfg := broker.Config{
+		Catalog: st.Catalog, Sources: firstSources.sources, Registry: st.Stores.Registry, Audit: auditLog, Logger: logger,
+		Revocations: revoked, Pseudonyms: pseudonyms, Observer: broker.Observers(mets, detector), Throttle: detector,
+		DailyQuota: st.Stores.DailyQuota, InFlight: st.Stores.InFlight, AllowDuplicateCalls: st.AllowDuplicateCalls,
+	}
+	if st.Tracing != nil {
+		cfg.TracerProvider = st.Tracing.TracerProvider()
+	}
+	b, err := broker.New(cfg)
 	if err == nil {
-		err = seedDailyCounts(ctx, b, auditLog)
+		err = seedDailyCounts(ctx, b, auditLog, detector)
 	}
 	if err != nil {
 		_ = firstSources.close()
@@ -140,7 +152,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	runner.start(firstSources)
 	// Closed after the group (deferred calls run last-in first-out, before the audit log's).
 	defer runner.closeAll()
-	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, logger)
+	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, detector, logger)
 	if err != nil {
 		return errors.Join(err, abort(g))
 	}
@@ -163,7 +175,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	st.Keeper.Logger = logger
 	g.Go(func() error { st.Keeper.Run(gctx); return nil })
 	g.Go(func() error { certs.KeepTrust(gctx, st.CA, st.Trust, st.TrustRefresh, logger); return nil })
-	g.Go(func() error { certs.WatchCRL(gctx, revoked, st.CA, st.CRLRefresh, logger, nil); return nil })
+	g.Go(func() error { certs.WatchCRL(gctx, revoked.local, st.CA, st.CRLRefresh, logger, nil); return nil })
 	g.Go(func() error { purgeDaily(gctx, auditLog, logger); return nil })
 	g.Go(func() error { st.watchGauges(gctx, mets, runner); return nil })
 	g.Go(func() error { runner.reloadOnHUP(gctx, b); return nil })
@@ -178,15 +190,16 @@ type servers struct {
 	ops, web    *http.Server
 }
 
-func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked *certs.Revocations, pseudonyms *subject.Pseudonymizer,
-	mets *metrics.Metrics, auditLog *boltlog.Log, logger *slog.Logger) (*servers, error) {
-	renew, err := renewal.New(renewal.Config{Signer: st.CA, Registry: st.Registry, Records: st.Registry, Catalog: st.Catalog, Audit: auditLog, Revocations: revoked})
+func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocations, pseudonyms *subject.Pseudonymizer,
+	mets *metrics.Metrics, auditLog *auditlog.Log, detector *anomaly.Detector, logger *slog.Logger) (*servers, error) {
+	reg := st.Stores.Registry
+	renew, err := renewal.New(renewal.Config{Signer: st.CA, Registry: reg, Records: reg, Catalog: st.Catalog, Audit: auditLog, Revocations: revoked, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: st.Registry,
+	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: reg,
 		Sources: func() []admin.SourceInfo { return sourceInfo(st.Catalog, runner.current()) },
-		Audit:   auditLog, AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger})
+		Audit:   auditLog, AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector})
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +209,7 @@ func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked *certs.
 		opts = append(opts, st.Tracing.ServerOption())
 	}
 	data, _ := b.NewGRPCServer(opts...)
-	credentialsv1.RegisterCredentialServiceServer(data, renew)
+	renew.Register(data)
 	mets.SetAuditQueue(auditLog.QueueDepth)
 	return &servers{
 		data:  data,
@@ -301,9 +314,9 @@ func sourceInfo(cat *catalog.Catalog, set *sourceSet) []admin.SourceInfo {
 }
 
 // readiness lists what /readyz checks: the dependencies must really work.
-func (st *stack) readiness(auditLog *boltlog.Log) []ops.Check {
-	return []ops.Check{
-		{Name: "registry", Fn: func(ctx context.Context) error { _, err := st.Registry.ListConsumers(ctx); return err }},
+func (st *stack) readiness(auditLog *auditlog.Log) []ops.Check {
+	return append(st.Stores.readiness(), []ops.Check{
+		{Name: "registry", Fn: func(ctx context.Context) error { _, err := st.Stores.Registry.ListConsumers(ctx); return err }},
 		{Name: "audit_log", Fn: func(context.Context) error { return auditLog.Healthy() }},
 		{Name: "trust_bundle", Fn: func(context.Context) error {
 			if st.Trust.Pool() == nil {
@@ -321,7 +334,7 @@ func (st *stack) readiness(auditLog *boltlog.Log) []ops.Check {
 			}
 			return nil
 		}},
-	}
+	}...)
 }
 
 // watchGauges refreshes the gauges that are states, not events: source
@@ -335,7 +348,7 @@ func (st *stack) watchGauges(ctx context.Context, mets *metrics.Metrics, runner 
 		if c := st.ServerCert.Certificate(); c != nil {
 			mets.SetCertExpiry("server", c.Leaf.NotAfter)
 		}
-		if recs, err := st.Registry.ListCredentials(ctx, ""); err == nil {
+		if recs, err := st.Stores.Registry.ListCredentials(ctx, ""); err == nil {
 			var soonest time.Time
 			for _, r := range recs {
 				if r.Kind == "consumer" && r.Status == "active" && r.NotAfter.After(time.Now()) && (soonest.IsZero() || r.NotAfter.Before(soonest)) {
@@ -355,7 +368,7 @@ func (st *stack) watchGauges(ctx context.Context, mets *metrics.Metrics, runner 
 }
 
 // purgeDaily applies the retention once a day (and at start).
-func purgeDaily(ctx context.Context, l *boltlog.Log, logger *slog.Logger) {
+func purgeDaily(ctx context.Context, l *auditlog.Log, logger *slog.Logger) {
 	for {
 		if n, err := l.Purge(ctx); err != nil {
 			logger.Error("audit retention purge failed", "error", err.Error())
@@ -372,10 +385,10 @@ func purgeDaily(ctx context.Context, l *boltlog.Log, logger *slog.Logger) {
 
 // seedDailyCounts rebuilds today's daily-quota counters from the audit
 // log (calls that reached a source), so a restart does not reset them.
-func seedDailyCounts(ctx context.Context, b *broker.Broker, log *boltlog.Log) error {
+func seedDailyCounts(ctx context.Context, b *broker.Broker, log *auditlog.Log, also ...interface{ SeedDailyCounts(string, map[string]int) }) error {
 	now := time.Now()
 	midnight := ratelimit.NextMidnight(now).AddDate(0, 0, -1)
-	recs, err := log.Query(ctx, boltlog.Filter{From: midnight, Limit: 1 << 24})
+	recs, err := log.Query(ctx, audit.Filter{From: midnight, Limit: 1 << 24})
 	if err != nil {
 		return fmt.Errorf("daily counters from the audit log: %w", err)
 	}
@@ -388,5 +401,8 @@ func seedDailyCounts(ctx context.Context, b *broker.Broker, log *boltlog.Log) er
 		counts[ratelimit.Key(r.Consumer, m.Service)]++
 	}
 	b.SeedDailyCounts(ratelimit.Day(now), counts)
+	for _, a := range also {
+		a.SeedDailyCounts(ratelimit.Day(now), counts)
+	}
 	return nil
 }

@@ -43,7 +43,7 @@ func TestDailyCountsAreRebuiltFromTheAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := seedDailyCounts(ctx, b, log); err != nil {
+	if err := seedDailyCounts(ctx, b, log.Log); err != nil {
 		t.Fatal(err)
 	}
 	got := countsOf(t, b, now)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -37,9 +38,10 @@ type Env struct {
 	// ServerCert is the broker's certificate source, and Trust its client CA pool.
 	ServerCert *certs.CertSource
 	Trust      *certs.TrustPool
-	// Registry is the bbolt registry DIR/registry.db, seeded with the demo
-	// consumers and grants on first start. Close it when done.
-	Registry *boltreg.Store
+	// Registry holds the habilitations, seeded with the demo consumers and
+	// grants on first start (by default the bbolt file DIR/registry.db,
+	// which Prepare opens: close it when done).
+	Registry Registry
 	// Sources wires the sandbox adapter to every typed service.
 	Sources map[string]broker.Source
 	// Sandbox is the sandbox adapter (unguarded).
@@ -66,11 +68,32 @@ type Vault struct {
 	Onboard func(ctx context.Context, siret string) error
 }
 
+// Registry is what dev mode needs of a registry store: the store, and
+// Import to seed the demo data.
+type Registry interface {
+	registry.Store
+	Import(ctx context.Context, consumers []registry.Consumer, grants []registry.Grant) ([]registry.Grant, error)
+}
+
 // Prepare creates or reuses DIR/dev (or DIR/vault when vault is not nil)
-// and returns the environment. hosts are the names and addresses the
-// server certificate must cover, in addition to localhost, 127.0.0.1 and
-// ::1.
+// with the bbolt registry DIR/registry.db, and returns the environment.
+// hosts are the names and addresses the server certificate must cover, in
+// addition to localhost, 127.0.0.1 and ::1.
 func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.Catalog, now func() time.Time, vault *Vault) (*Env, error) {
+	reg, err := boltreg.Open(filepath.Join(dataDir, RegistryFile), boltreg.Options{Catalog: cat, Clock: now})
+	if err != nil {
+		return nil, err
+	}
+	env, err := PrepareWith(ctx, dataDir, hosts, cat, now, vault, reg)
+	if err != nil {
+		reg.Close()
+	}
+	return env, err
+}
+
+// PrepareWith is Prepare on a registry the caller opened (and closes),
+// for instance on PostgreSQL.
+func PrepareWith(ctx context.Context, dataDir string, hosts []string, cat *catalog.Catalog, now func() time.Time, vault *Vault, reg Registry) (*Env, error) {
 	dir := filepath.Join(dataDir, "dev")
 	if vault != nil {
 		dir = filepath.Join(dataDir, "vault")
@@ -78,17 +101,10 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev: create %s: %w", dir, err)
 	}
-	reg, err := openRegistry(ctx, filepath.Join(dataDir, RegistryFile), cat, now)
-	if err != nil {
+	if err := seedRegistry(ctx, reg, cat, now); err != nil {
 		return nil, err
 	}
 	env := &Env{Dir: dir, Registry: reg, Sources: make(map[string]broker.Source)}
-	ok := false
-	defer func() {
-		if !ok {
-			reg.Close()
-		}
-	}()
 	if vault != nil {
 		env.CA = vault.Authority
 	} else {
@@ -127,7 +143,6 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 	if err := env.ensureClient(ctx, identity.KindOperator, DemoOperator, "Opérateur de démonstration", env.OperatorDir(), now()); err != nil {
 		return nil, err
 	}
-	ok = true
 	adapter := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: SandboxSourceID, Clock: now})
 	env.Sandbox = adapter
 	env.Guards = map[string]*resilience.Guard{}
@@ -143,23 +158,22 @@ func Prepare(ctx context.Context, dataDir string, hosts []string, cat *catalog.C
 // RegistryFile is the registry's file name in the data directory.
 const RegistryFile = "registry.db"
 
-// openRegistry opens the registry, seeding the demo consumers and grants
-// when it holds no consumer yet (first start).
-func openRegistry(ctx context.Context, path string, cat *catalog.Catalog, now func() time.Time) (*boltreg.Store, error) {
-	reg, err := boltreg.Open(path, boltreg.Options{Catalog: cat, Clock: now})
-	if err != nil {
-		return nil, err
-	}
+// seedRegistry imports the demo consumers and grants when the registry
+// holds no consumer yet (first start). Two dev replicas starting at once
+// on one database may both try: the second import fails with ErrExists,
+// which is success here.
+func seedRegistry(ctx context.Context, reg Registry, cat *catalog.Catalog, now func() time.Time) error {
 	existing, err := reg.ListConsumers(ctx)
 	if err == nil && len(existing) == 0 {
 		consumers, grants := DemoData(cat, now())
-		_, err = reg.Import(ctx, consumers, grants)
+		if _, err = reg.Import(ctx, consumers, grants); errors.Is(err, registry.ErrExists) {
+			err = nil
+		}
 	}
 	if err != nil {
-		reg.Close()
-		return nil, fmt.Errorf("dev: registry: %w", err)
+		return fmt.Errorf("dev: registry: %w", err)
 	}
-	return reg, nil
+	return nil
 }
 
 // serverTTL is the life of the dev server certificate, reissued at each start.

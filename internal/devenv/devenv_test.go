@@ -314,7 +314,7 @@ func TestMinimisationPerGrant(t *testing.T) {
 		{"limited grant, family quotient", limited, fqService, zoe, "aide_sociale_facultative", nil,
 			[]string{"source", "value", "reference_year", "reference_month", "regime"}},
 		{"limited grant asking for children gets none", limited, fqService, zoe, "aide_sociale_facultative", []string{"children", "value"},
-			[]string{"source", "value", "reference_year", "reference_month", "regime"}},
+			[]string{"source", "value"}},
 		{"limited grant, health cover", limited, hcService, zoe, "aide_sociale_facultative", nil, []string{"source", "is_beneficiary"}},
 		{"limited grant, job seeker", limited, jsService, zoe, "aide_sociale_facultative", nil,
 			[]string{"source", "currently_registered", "registration_start_date"}},

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 )
 
@@ -63,3 +64,7 @@ func (t *Tracing) ServerOption() grpc.ServerOption {
 
 // Shutdown flushes pending spans.
 func (t *Tracing) Shutdown(ctx context.Context) error { return t.tp.Shutdown(ctx) }
+
+// TracerProvider is the provider the gRPC servers use, for the spans
+// started outside them (the HTTPS/JSON gateway).
+func (t *Tracing) TracerProvider() trace.TracerProvider { return t.tp }

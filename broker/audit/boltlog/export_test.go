@@ -1,24 +1,28 @@
 package boltlog
 
 import (
-	"crypto/ed25519"
+	"context"
 	"encoding/json"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/relais-broker/relais/broker/audit/seal"
 )
 
 // RechainForTest forges the log the way a careful attacker would: record
 // from is altered, every record after it re-chained with valid hashes,
 // and every checkpoint re-signed with k.
-func RechainForTest(tx *bolt.Tx, from uint64, k ed25519.PrivateKey) error {
+func RechainForTest(tx *bolt.Tx, from uint64, k seal.Signer) error {
 	recs := tx.Bucket(bucketRecords)
-	prev := hexOf([32]byte{})
+	prev := seal.ZeroHash
 	if raw := recs.Get(seqKey(from - 1)); raw != nil {
-		var s stored
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := seal.Unseal(raw)
+		if err != nil {
 			return err
 		}
-		prev = s.Hash
+		if prev, err = seal.ParseHash(s.Hash); err != nil {
+			return err
+		}
 	}
 	heads := map[uint64]string{}
 	for seq := from; ; seq++ {
@@ -26,34 +30,37 @@ func RechainForTest(tx *bolt.Tx, from uint64, k ed25519.PrivateKey) error {
 		if raw == nil {
 			break
 		}
-		var s stored
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := seal.Unseal(raw)
+		if err != nil {
 			return err
 		}
 		if seq == from {
 			s.Record.Purpose = "forged"
 		}
-		s.Prev = prev
-		out, hash, err := s.seal()
+		_, out, hash, err := seal.Seal(s.Chain, seq, prev, s.Record)
 		if err != nil {
 			return err
 		}
 		if err := recs.Put(seqKey(seq), out); err != nil {
 			return err
 		}
-		prev = hexOf(hash)
-		heads[seq] = prev
+		prev = hash
+		heads[seq] = seal.Hex(hash)
 	}
 	c := tx.Bucket(bucketCheckpoints).Cursor()
 	for key, v := c.First(); key != nil; key, v = c.Next() {
-		var cp checkpoint
+		var cp seal.Checkpoint
 		if err := json.Unmarshal(v, &cp); err != nil {
 			return err
 		}
 		if h, ok := heads[cp.Seq]; ok {
 			cp.Head = h
 		}
-		raw, _ := json.Marshal(cp.sign(k))
+		cp, err := seal.Sign(context.Background(), k, cp)
+		if err != nil {
+			return err
+		}
+		raw, _ := json.Marshal(cp)
 		if err := tx.Bucket(bucketCheckpoints).Put(key, raw); err != nil {
 			return err
 		}

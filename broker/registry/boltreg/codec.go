@@ -38,8 +38,17 @@ type grantJSON struct {
 	Burst               int           `json:"burst"`
 	DailyCap            int           `json:"daily_cap,omitempty"`
 	ExpectedDailyVolume int           `json:"expected_daily_volume,omitempty"`
+	Anomaly             *anomalyJSON  `json:"anomaly,omitempty"`
 	CreatedAt           time.Time     `json:"created_at"`
 	RevokedAt           time.Time     `json:"revoked_at,omitzero"`
+}
+
+// anomalyJSON is absent from grants written before it existed and from
+// grants that keep the defaults, so older files read unchanged.
+type anomalyJSON struct {
+	MaxNotFoundRatio    float64 `json:"max_not_found_ratio,omitempty"`
+	MaxDistinctSubjects int     `json:"max_distinct_subjects,omitempty"`
+	Action              string  `json:"action,omitempty"`
 }
 
 type credentialJSON struct {
@@ -74,6 +83,10 @@ func encodeGrant(g registry.Grant) ([]byte, error) {
 	for _, p := range g.Purposes {
 		j.Purposes = append(j.Purposes, purposeJSON(p))
 	}
+	if g.Anomaly != (registry.AnomalyPolicy{}) {
+		a := anomalyJSON(g.Anomaly)
+		j.Anomaly = &a
+	}
 	return json.Marshal(j)
 }
 
@@ -89,6 +102,9 @@ func decodeGrant(b []byte) (registry.Grant, error) {
 	}
 	for _, p := range j.Purposes {
 		g.Purposes = append(g.Purposes, registry.Purpose(p))
+	}
+	if j.Anomaly != nil {
+		g.Anomaly = registry.AnomalyPolicy(*j.Anomaly)
 	}
 	return g, nil
 }

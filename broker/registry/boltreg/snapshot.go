@@ -2,6 +2,7 @@ package boltreg
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -9,63 +10,110 @@ import (
 	"github.com/relais-broker/relais/broker/registry"
 )
 
-// snapshot is an immutable copy of what the broker reads on every call.
-type snapshot struct {
-	consumers map[string]registry.Consumer
-	// grants holds unrevoked grants by consumer, then service.
-	grants map[string]map[string][]registry.Grant
+// keyRegistryVersion holds the registry version (registry.Versioned), 8
+// bytes big-endian, bumped in every write transaction. A file written
+// before it existed reads as version 0.
+var keyRegistryVersion = []byte("registry_version")
+
+func readVersion(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyRegistryVersion); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
-// reload rebuilds the snapshot from the file; called after every commit.
-func (s *Store) reload() error {
-	next := &snapshot{consumers: map[string]registry.Consumer{}, grants: map[string]map[string][]registry.Grant{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketConsumers).ForEach(func(k, v []byte) error {
-			c, err := decodeConsumer(v)
-			if err != nil {
-				return fmt.Errorf("consumer %s: %w", k, err)
-			}
-			next.consumers[c.SIRET] = c
-			return nil
-		}); err != nil {
-			return err
+func bumpVersion(tx *bolt.Tx) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], readVersion(tx)+1)
+	return tx.Bucket(bucketMeta).Put(keyRegistryVersion, v[:])
+}
+
+// load builds the snapshot of what tx sees.
+func load(tx *bolt.Tx) (*registry.Snapshot, error) {
+	var (
+		consumers []registry.Consumer
+		grants    []registry.Grant
+		revoked   []string
+	)
+	err := tx.Bucket(bucketConsumers).ForEach(func(k, v []byte) error {
+		c, err := decodeConsumer(v)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", k, err)
 		}
-		return tx.Bucket(bucketGrants).ForEach(func(k, v []byte) error {
-			g, err := decodeGrant(v)
-			if err != nil {
-				return fmt.Errorf("grant %s: %w", k, err)
-			}
-			if !g.RevokedAt.IsZero() {
-				return nil
-			}
-			bySvc := next.grants[g.Consumer]
-			if bySvc == nil {
-				bySvc = map[string][]registry.Grant{}
-				next.grants[g.Consumer] = bySvc
-			}
-			bySvc[g.Service] = append(bySvc[g.Service], g)
-			return nil
-		})
+		consumers = append(consumers, c)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("registry: corrupt record: %w", err)
+		return nil, fmt.Errorf("registry: corrupt record: %w", err)
 	}
-	s.snap.Store(next)
+	err = tx.Bucket(bucketGrants).ForEach(func(k, v []byte) error {
+		g, err := decodeGrant(v)
+		if err != nil {
+			return fmt.Errorf("grant %s: %w", k, err)
+		}
+		grants = append(grants, g)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: corrupt record: %w", err)
+	}
+	err = tx.Bucket(bucketCredentials).ForEach(func(k, v []byte) error {
+		r, err := decodeCredential(v)
+		if err != nil {
+			return fmt.Errorf("credential %s: %w", k, err)
+		}
+		if r.Status == registry.CredentialRevoked {
+			revoked = append(revoked, r.Serial)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: corrupt record: %w", err)
+	}
+	return registry.NewSnapshot(readVersion(tx), consumers, grants, revoked), nil
+}
+
+// Reload implements registry.Versioned: a full reload from the file. The
+// store reloads after each of its own commits; one process owns the file,
+// so Reload is only needed after a change made outside this Store.
+func (s *Store) Reload(context.Context) error {
+	var next *registry.Snapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		next, err = load(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.Swap(next)
 	return nil
 }
 
-// Consumer implements registry.Reader from the snapshot.
-func (s *Store) Consumer(_ context.Context, siret string) (registry.Consumer, error) {
-	c, ok := s.snap.Load().consumers[siret]
-	if !ok {
-		return registry.Consumer{}, registry.ErrNotFound
+// Credential implements registry.RevocationReader: the record by its key.
+func (s *Store) Credential(_ context.Context, serial string) (registry.CredentialRecord, error) {
+	if err := registry.CheckSerial(serial); err != nil {
+		return registry.CredentialRecord{}, err
 	}
-	return c, nil
-}
-
-// Grants implements registry.Reader from the snapshot: the consumer's
-// unrevoked grants for service, whatever their window. The slice is
-// shared: callers must not modify it.
-func (s *Store) Grants(_ context.Context, siret, service string) ([]registry.Grant, error) {
-	return s.snap.Load().grants[siret][service], nil
+	var (
+		r     registry.CredentialRecord
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketCredentials).Get([]byte(serial))
+		if raw == nil {
+			return nil
+		}
+		found = true
+		var err error
+		r, err = decodeCredential(raw)
+		return err
+	})
+	switch {
+	case err != nil:
+		return registry.CredentialRecord{}, err
+	case !found:
+		return registry.CredentialRecord{}, fmt.Errorf("credential %s: %w", serial, registry.ErrNotFound)
+	}
+	return r, nil
 }

@@ -1,8 +1,11 @@
 // Package boltreg is the registry of Relais in one bbolt file: consumers,
-// grants and credential records. Writes are validated, then applied in a
-// single transaction (all or nothing); reads — on every broker call — are
-// served from an immutable in-memory snapshot swapped after each commit,
-// so they never touch the disk and a change is seen at the very next call.
+// grants and credential records (revocations included). Writes are
+// validated by the rules shared with every store (package registry), then
+// applied in a single transaction (all or nothing) that also bumps the
+// registry version and builds the next snapshot; reads — on every broker
+// call — are served from that immutable in-memory registry.Snapshot,
+// swapped after each commit, so they never touch the disk and a change is
+// seen at the very next call.
 //
 // One process owns the file (relaisd; relaisctl goes through the admin
 // API): a second Open fails after one second with a clear message instead
@@ -11,11 +14,12 @@
 package boltreg
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,12 +60,14 @@ type Options struct {
 	Clock func() time.Time
 }
 
-// Store is a bbolt-backed registry.Store.
+// Store is a bbolt-backed registry.Store. The embedded registry.Live
+// answers the per-call reads and the listings from the snapshot.
 type Store struct {
-	db   *bolt.DB
-	cat  *catalog.Catalog
-	now  func() time.Time
-	snap atomic.Pointer[snapshot]
+	registry.Live
+	wmu sync.Mutex
+	db  *bolt.DB
+	cat *catalog.Catalog
+	now func() time.Time
 }
 
 var _ registry.Store = (*Store)(nil)
@@ -84,11 +90,12 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("registry %s is not a readable registry file (%v); it was left untouched", path, err)
 	}
 	s := &Store{db: db, cat: o.Catalog, now: o.Clock}
+	s.Clock = o.Clock
 	if err := s.prepare(path, fresh); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := s.reload(); err != nil {
+	if err := s.Reload(context.Background()); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +14,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/relais-broker/relais/broker/authz"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
+	"github.com/relais-broker/relais/broker/registry/registrytest"
 	"github.com/relais-broker/relais/broker/scope"
 )
 
@@ -301,70 +300,53 @@ func TestConcurrentReadsDuringWrites(t *testing.T) {
 }
 
 // BenchmarkAuthorizationDecision measures what the broker does on every
-// call — consumer and grants lookups, then the decision — with 10,000
-// consumers and 50,000 grants.
+// call with 10,000 consumers and 50,000 grants, with the body shared with
+// pgreg's benchmark (which runs both stores side by side).
 func BenchmarkAuthorizationDecision(b *testing.B) {
-	ctx := context.Background()
-	s := open(b, filepath.Join(b.TempDir(), "r.db"))
-	defer s.Close()
-	const nConsumers, grantsEach = 10000, 5
-	services := []string{fq, "relais.studentstatus.v1.StudentStatusService", "relais.studentscholarship.v1.StudentScholarshipService",
-		"relais.jobseeker.v1.JobSeekerStatusService", "relais.healthcover.v1.SolidarityHealthCoverService"}
-	scopesOf := map[string]string{services[0]: "family_quotient.value", services[1]: "student_status.admissions", services[2]: "student_scholarship.status",
-		services[3]: "job_seeker.registration", services[4]: "solidarity_health_cover.status"}
-	var consumers []registry.Consumer
-	var grants []registry.Grant
-	for i := 0; i < nConsumers; i++ {
-		siret := validSIRET(i)
-		consumers = append(consumers, registry.Consumer{SIRET: siret, Name: "Commune " + siret})
-		for j := 0; j < grantsEach; j++ {
-			g := grant(siret)
-			g.Service, g.Scopes = services[j], scope.Of(scopesOf[services[j]])
-			grants = append(grants, g)
-		}
-	}
-	if _, err := s.Import(ctx, consumers, grants); err != nil {
+	s, err := boltreg.Open(filepath.Join(b.TempDir(), "r.db"), boltreg.Options{Clock: func() time.Time { return registrytest.Start }})
+	if err != nil {
 		b.Fatal(err)
 	}
-	requested := scope.Of("family_quotient.value", "family_quotient.children")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		siret := consumers[i%nConsumers].SIRET
-		c, err := s.Consumer(ctx, siret)
-		if err != nil {
-			b.Fatal(err)
-		}
-		gs, _ := s.Grants(ctx, siret, fq)
-		if _, err := authz.Decide(c, gs, purposeA, requested, now); err != nil {
-			b.Fatal(err)
-		}
-	}
+	defer s.Close()
+	registrytest.BenchAuthorization(b, s, registrytest.Populate(b, s))
 }
 
-// validSIRET makes the i-th fictitious SIRET with a valid Luhn key.
-func validSIRET(i int) string {
-	base := fmt.Sprintf("2199%09d", i)
-	for d := 0; d <= 9; d++ {
-		s := base + fmt.Sprint(d)
-		if luhn(s) {
-			return s
-		}
+// TestVersionPersistsAcrossReopen checks that the registry version lives
+// in the file (registry.Versioned), and that a file written before the
+// version existed opens at version 0 and counts on from there.
+func TestVersionPersistsAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "r.db")
+	s := open(t, path)
+	if _, err := s.AddConsumer(ctx, registry.Consumer{SIRET: siretA, Name: "A"}); err != nil {
+		t.Fatal(err)
 	}
-	panic("no Luhn digit")
-}
-
-func luhn(s string) bool {
-	sum := 0
-	for i := range s {
-		d := int(s[len(s)-1-i] - '0')
-		if i%2 == 1 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
+	if _, err := s.RevokeCredentials(ctx, "abc"); err != nil {
+		t.Fatal(err)
 	}
-	return sum%10 == 0
+	if s.Version() != 2 {
+		t.Fatalf("version %d after two writes", s.Version())
+	}
+	s.Close()
+	s = open(t, path)
+	if s.Version() != 2 || !s.Revoked("abc") {
+		t.Fatalf("after reopen: version %d, revoked %v", s.Version(), s.Revoked("abc"))
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Delete([]byte("registry_version")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s = open(t, path)
+	defer s.Close()
+	if s.Version() != 0 {
+		t.Fatalf("a file without a version opens at %d", s.Version())
+	}
+	if _, err := s.SetConsumerStatus(ctx, siretA, registry.StatusSuspended); err != nil || s.Version() != 1 {
+		t.Fatalf("first write on an old file: %v, version %d", err, s.Version())
+	}
 }

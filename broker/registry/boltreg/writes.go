@@ -2,11 +2,7 @@ package boltreg
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -14,33 +10,55 @@ import (
 	"github.com/relais-broker/relais/broker/registry"
 )
 
-// update runs fn in one write transaction and refreshes the snapshot
-// after a commit.
-func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	if err := s.db.Update(fn); err != nil {
+// update runs fn in one write transaction that also bumps the registry
+// version and derives the next snapshot: the current one with fn's delta
+// applied, or the file read back in full if the snapshot is not the
+// version just before (a change made outside this Store). The snapshot is
+// served once the commit succeeded, never before.
+func (s *Store) update(fn func(tx *bolt.Tx) (registry.Delta, error)) error {
+	s.wmu.Lock() // keeps the served snapshot current for the next delta
+	defer s.wmu.Unlock()
+	var next *registry.Snapshot
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		delta, err := fn(tx)
+		if err != nil {
+			return err
+		}
+		version := readVersion(tx)
+		if err := bumpVersion(tx); err != nil {
+			return err
+		}
+		if cur := s.Snapshot(); cur.Version() == version {
+			next = cur.Apply(version+1, delta)
+			return nil
+		}
+		next, err = load(tx)
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	return s.reload()
+	s.Swap(next)
+	return nil
 }
 
 // AddConsumer registers c, active unless c.Status says otherwise.
 func (s *Store) AddConsumer(_ context.Context, c registry.Consumer) (registry.Consumer, error) {
-	if c.Status == "" {
-		c.Status = registry.StatusActive
-	}
-	if err := s.checkConsumer(c); err != nil {
+	c, err := registry.NewConsumer(c, s.now())
+	if err != nil {
 		return registry.Consumer{}, err
 	}
-	now := s.now().UTC()
-	c.CreatedAt, c.UpdatedAt = now, now
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) (registry.Delta, error) {
 		b := tx.Bucket(bucketConsumers)
 		if b.Get([]byte(c.SIRET)) != nil {
-			return fmt.Errorf("consumer %s: %w", c.SIRET, registry.ErrExists)
+			return registry.Delta{}, fmt.Errorf("consumer %s: %w", c.SIRET, registry.ErrExists)
 		}
-		return putConsumer(b, c)
+		return registry.Delta{Consumers: []registry.Consumer{c}}, putConsumer(b, c)
 	})
-	return c, err
+	if err != nil {
+		return registry.Consumer{}, err
+	}
+	return c, nil
 }
 
 func putConsumer(b *bolt.Bucket, c registry.Consumer) error {
@@ -51,59 +69,49 @@ func putConsumer(b *bolt.Bucket, c registry.Consumer) error {
 	return b.Put([]byte(c.SIRET), v)
 }
 
-// ListConsumers returns every consumer by SIRET.
-func (s *Store) ListConsumers(context.Context) ([]registry.Consumer, error) {
-	snap := s.snap.Load()
-	out := make([]registry.Consumer, 0, len(snap.consumers))
-	for _, c := range snap.consumers {
-		out = append(out, c)
-	}
-	slices.SortFunc(out, func(a, b registry.Consumer) int { return strings.Compare(a.SIRET, b.SIRET) })
-	return out, nil
-}
-
 // SetConsumerStatus suspends or resumes a consumer.
 func (s *Store) SetConsumerStatus(_ context.Context, siret string, st registry.Status) (registry.Consumer, error) {
-	if st != registry.StatusActive && st != registry.StatusSuspended {
-		return registry.Consumer{}, invalid("status", "%q: want active or suspended", st)
+	if err := registry.CheckStatus(st); err != nil {
+		return registry.Consumer{}, err
 	}
 	var c registry.Consumer
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) (registry.Delta, error) {
 		b := tx.Bucket(bucketConsumers)
 		raw := b.Get([]byte(siret))
 		if raw == nil {
-			return fmt.Errorf("consumer %s: %w", siret, registry.ErrNotFound)
+			return registry.Delta{}, fmt.Errorf("consumer %s: %w", siret, registry.ErrNotFound)
 		}
-		var err error
-		if c, err = decodeConsumer(raw); err != nil {
-			return err
+		old, err := decodeConsumer(raw)
+		if err != nil {
+			return registry.Delta{}, err
 		}
-		c.Status, c.UpdatedAt = st, s.now().UTC()
-		return putConsumer(b, c)
+		if c, err = registry.ChangeStatus(old, st, s.now()); err != nil {
+			return registry.Delta{}, err
+		}
+		return registry.Delta{Consumers: []registry.Consumer{c}}, putConsumer(b, c)
 	})
-	return c, err
+	if err != nil {
+		return registry.Consumer{}, err
+	}
+	return c, nil
 }
 
 // AddGrant validates and stores g with a new id.
 func (s *Store) AddGrant(_ context.Context, g registry.Grant) (registry.Grant, error) {
-	now := s.now()
-	if err := s.checkGrant(g, now); err != nil {
+	g, err := registry.NewGrant(s.cat, g, s.now())
+	if err != nil {
 		return registry.Grant{}, err
 	}
-	g.ID, g.CreatedAt, g.RevokedAt = newGrantID(), now.UTC(), time.Time{}
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) (registry.Delta, error) {
 		if tx.Bucket(bucketConsumers).Get([]byte(g.Consumer)) == nil {
-			return fmt.Errorf("%w: consumer: %s is not registered (add it first)", registry.ErrInvalid, g.Consumer)
+			return registry.Delta{}, registry.ErrUnregistered(g.Consumer)
 		}
-		return putGrant(tx.Bucket(bucketGrants), g)
+		return registry.Delta{Grants: []registry.Grant{g}}, putGrant(tx.Bucket(bucketGrants), g)
 	})
-	return g, err
-}
-
-func newGrantID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "g-" + hex.EncodeToString(b[:])
+	if err != nil {
+		return registry.Grant{}, err
+	}
+	return g, nil
 }
 
 func putGrant(b *bolt.Bucket, g registry.Grant) error {
@@ -114,100 +122,118 @@ func putGrant(b *bolt.Bucket, g registry.Grant) error {
 	return b.Put([]byte(g.ID), v)
 }
 
-// ListGrants returns the grants matching f (revoked ones included unless
-// ExpiringBefore is set), by consumer then id.
-func (s *Store) ListGrants(_ context.Context, f registry.GrantFilter) ([]registry.Grant, error) {
-	var out []registry.Grant
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketGrants).ForEach(func(_, v []byte) error {
-			g, err := decodeGrant(v)
-			if err != nil {
-				return err
-			}
-			switch {
-			case f.Consumer != "" && g.Consumer != f.Consumer,
-				f.Service != "" && g.Service != f.Service,
-				!f.ExpiringBefore.IsZero() && (!g.RevokedAt.IsZero() || !g.NotAfter.Before(f.ExpiringBefore) || !g.NotAfter.After(s.now())):
-				return nil
-			}
-			out = append(out, g)
-			return nil
-		})
-	})
-	slices.SortFunc(out, func(a, b registry.Grant) int {
-		if c := strings.Compare(a.Consumer, b.Consumer); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out, err
-}
-
 // RevokeGrant ends a grant now; it stays in the file for history.
 func (s *Store) RevokeGrant(_ context.Context, id string) (registry.Grant, error) {
-	return s.changeGrant(id, func(g *registry.Grant) error {
-		if !g.RevokedAt.IsZero() {
-			return fmt.Errorf("%w: grant %s was already revoked on %s", registry.ErrInvalid, id, g.RevokedAt.Format(time.RFC3339))
-		}
-		g.RevokedAt = s.now().UTC()
-		return nil
+	return s.changeGrant(id, func(g registry.Grant) (registry.Grant, error) {
+		return registry.RevokeGrant(g, s.now())
 	})
 }
 
 // ExtendGrant moves a grant's end to notAfter (later or earlier, never
 // into the past).
 func (s *Store) ExtendGrant(_ context.Context, id string, notAfter time.Time) (registry.Grant, error) {
-	return s.changeGrant(id, func(g *registry.Grant) error {
-		if !g.RevokedAt.IsZero() {
-			return fmt.Errorf("%w: grant %s is revoked; add a new one", registry.ErrInvalid, id)
-		}
-		if err := checkWindow(g.NotBefore, notAfter, s.now()); err != nil {
-			return err
-		}
-		g.NotAfter = notAfter
-		return nil
+	return s.changeGrant(id, func(g registry.Grant) (registry.Grant, error) {
+		return registry.ExtendGrant(g, notAfter, s.now())
 	})
 }
 
-func (s *Store) changeGrant(id string, change func(*registry.Grant) error) (registry.Grant, error) {
+func (s *Store) changeGrant(id string, change func(registry.Grant) (registry.Grant, error)) (registry.Grant, error) {
 	var g registry.Grant
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) (registry.Delta, error) {
 		b := tx.Bucket(bucketGrants)
 		raw := b.Get([]byte(id))
 		if raw == nil {
-			return fmt.Errorf("grant %s: %w", id, registry.ErrNotFound)
+			return registry.Delta{}, fmt.Errorf("grant %s: %w", id, registry.ErrNotFound)
 		}
-		var err error
-		if g, err = decodeGrant(raw); err != nil {
-			return err
+		old, err := decodeGrant(raw)
+		if err != nil {
+			return registry.Delta{}, err
 		}
-		if err := change(&g); err != nil {
-			return err
+		if g, err = change(old); err != nil {
+			return registry.Delta{}, err
 		}
-		return putGrant(b, g)
+		return registry.Delta{Grants: []registry.Grant{g}}, putGrant(b, g)
 	})
-	return g, err
+	if err != nil {
+		return registry.Grant{}, err
+	}
+	return g, nil
 }
 
-// PutCredential records an issued, renewed or revoked certificate.
+// PutCredential records an issued, renewed or revoked certificate; a
+// revocation is final.
 func (s *Store) PutCredential(_ context.Context, r registry.CredentialRecord) error {
-	if r.Serial == "" || r.Subject == "" || (r.Kind != "consumer" && r.Kind != "operator") {
-		return invalid("credential", "serial, subject and kind (consumer or operator) are required")
+	if _, err := registry.NewCredential(nil, r, s.now()); err != nil {
+		return err
 	}
-	if r.Status == "" {
-		r.Status = registry.CredentialActive
+	return s.update(func(tx *bolt.Tx) (registry.Delta, error) {
+		b := tx.Bucket(bucketCredentials)
+		old, err := getCredential(b, r.Serial)
+		if err != nil {
+			return registry.Delta{}, err
+		}
+		next, err := registry.NewCredential(old, r, s.now())
+		if err != nil {
+			return registry.Delta{}, err
+		}
+		var d registry.Delta
+		if next.Status == registry.CredentialRevoked {
+			d.Revoked = []string{next.Serial}
+		}
+		return d, putCredential(b, next)
+	})
+}
+
+// RevokeCredentials marks serials revoked in one transaction.
+func (s *Store) RevokeCredentials(_ context.Context, serials ...string) ([]registry.CredentialRecord, error) {
+	serials, err := registry.CheckSerials(serials)
+	if err != nil {
+		return nil, err
 	}
+	out := make([]registry.CredentialRecord, len(serials))
+	err = s.update(func(tx *bolt.Tx) (registry.Delta, error) {
+		b := tx.Bucket(bucketCredentials)
+		for i, serial := range serials {
+			old, err := getCredential(b, serial)
+			if err != nil {
+				return registry.Delta{}, err
+			}
+			out[i] = registry.RevokeCredential(old, serial, s.now())
+			if err := putCredential(b, out[i]); err != nil {
+				return registry.Delta{}, err
+			}
+		}
+		return registry.Delta{Revoked: serials}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func getCredential(b *bolt.Bucket, serial string) (*registry.CredentialRecord, error) {
+	raw := b.Get([]byte(serial))
+	if raw == nil {
+		return nil, nil
+	}
+	r, err := decodeCredential(raw)
+	if err != nil {
+		return nil, fmt.Errorf("registry: corrupt record: credential %s: %w", serial, err)
+	}
+	return &r, nil
+}
+
+func putCredential(b *bolt.Bucket, r registry.CredentialRecord) error {
 	v, err := encodeCredential(r)
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCredentials).Put([]byte(r.Serial), v)
-	})
+	return b.Put([]byte(r.Serial), v)
 }
 
 // ListCredentials returns the credential records of subject (all when
-// empty), newest first.
+// empty), newest first. It scans the bucket: the bbolt registry is for
+// one machine, where the records number in the thousands.
 func (s *Store) ListCredentials(_ context.Context, subject string) ([]registry.CredentialRecord, error) {
 	var out []registry.CredentialRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -219,7 +245,7 @@ func (s *Store) ListCredentials(_ context.Context, subject string) ([]registry.C
 			return err
 		})
 	})
-	slices.SortFunc(out, func(a, b registry.CredentialRecord) int { return b.NotBefore.Compare(a.NotBefore) })
+	registry.SortCredentials(out)
 	return out, err
 }
 
@@ -227,46 +253,32 @@ func (s *Store) ListCredentials(_ context.Context, subject string) ([]registry.C
 // validating each as AddConsumer and AddGrant do: for onboarding in bulk
 // and for seeding the dev registry.
 func (s *Store) Import(_ context.Context, consumers []registry.Consumer, grants []registry.Grant) ([]registry.Grant, error) {
-	now := s.now()
-	for i := range consumers {
-		if consumers[i].Status == "" {
-			consumers[i].Status = registry.StatusActive
-		}
-		if err := s.checkConsumer(consumers[i]); err != nil {
-			return nil, fmt.Errorf("consumer %s: %w", consumers[i].SIRET, err)
-		}
-		consumers[i].CreatedAt, consumers[i].UpdatedAt = now.UTC(), now.UTC()
+	cs, gs, err := registry.NewImport(s.cat, consumers, grants, s.now())
+	if err != nil {
+		return nil, err
 	}
-	out := make([]registry.Grant, len(grants))
-	for i, g := range grants {
-		if err := s.checkGrant(g, now); err != nil {
-			return nil, fmt.Errorf("grant %d (%s, %s): %w", i, g.Consumer, g.Service, err)
-		}
-		g.ID, g.CreatedAt, g.RevokedAt = newGrantID(), now.UTC(), time.Time{}
-		out[i] = g
-	}
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) (registry.Delta, error) {
 		cb, gb := tx.Bucket(bucketConsumers), tx.Bucket(bucketGrants)
-		for _, c := range consumers {
+		for _, c := range cs {
 			if cb.Get([]byte(c.SIRET)) != nil {
-				return fmt.Errorf("consumer %s: %w", c.SIRET, registry.ErrExists)
+				return registry.Delta{}, fmt.Errorf("consumer %s: %w", c.SIRET, registry.ErrExists)
 			}
 			if err := putConsumer(cb, c); err != nil {
-				return err
+				return registry.Delta{}, err
 			}
 		}
-		for _, g := range out {
+		for _, g := range gs {
 			if cb.Get([]byte(g.Consumer)) == nil {
-				return fmt.Errorf("%w: consumer: %s is not registered", registry.ErrInvalid, g.Consumer)
+				return registry.Delta{}, registry.ErrUnregistered(g.Consumer)
 			}
 			if err := putGrant(gb, g); err != nil {
-				return err
+				return registry.Delta{}, err
 			}
 		}
-		return nil
+		return registry.Delta{Consumers: cs, Grants: gs}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return gs, nil
 }

@@ -40,14 +40,20 @@ type AuditRecord struct {
 	CaseReference    string                 `protobuf:"bytes,10,opt,name=case_reference,json=caseReference,proto3" json:"case_reference,omitempty"`
 	Agent            string                 `protobuf:"bytes,11,opt,name=agent,proto3" json:"agent,omitempty"`
 	SubjectPseudonym string                 `protobuf:"bytes,12,opt,name=subject_pseudonym,json=subjectPseudonym,proto3" json:"subject_pseudonym,omitempty"`
-	FieldsRequested  []string               `protobuf:"bytes,13,rep,name=fields_requested,json=fieldsRequested,proto3" json:"fields_requested,omitempty"`
-	FieldsReturned   []string               `protobuf:"bytes,14,rep,name=fields_returned,json=fieldsReturned,proto3" json:"fields_returned,omitempty"`
-	Source           string                 `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
-	Code             string                 `protobuf:"bytes,16,opt,name=code,proto3" json:"code,omitempty"`
-	Reason           string                 `protobuf:"bytes,17,opt,name=reason,proto3" json:"reason,omitempty"`
-	Latency          *durationpb.Duration   `protobuf:"bytes,18,opt,name=latency,proto3" json:"latency,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// fields_requested and fields_returned are field mask paths of the
+	// response ("value", "address.postal_code"); records written before
+	// per-field masks hold scope names.
+	FieldsRequested []string             `protobuf:"bytes,13,rep,name=fields_requested,json=fieldsRequested,proto3" json:"fields_requested,omitempty"`
+	FieldsReturned  []string             `protobuf:"bytes,14,rep,name=fields_returned,json=fieldsReturned,proto3" json:"fields_returned,omitempty"`
+	Source          string               `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
+	Code            string               `protobuf:"bytes,16,opt,name=code,proto3" json:"code,omitempty"`
+	Reason          string               `protobuf:"bytes,17,opt,name=reason,proto3" json:"reason,omitempty"`
+	Latency         *durationpb.Duration `protobuf:"bytes,18,opt,name=latency,proto3" json:"latency,omitempty"`
+	// note is the operator's stated reason for an admin action (suspension,
+	// revocation), empty otherwise.
+	Note          string `protobuf:"bytes,19,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditRecord) Reset() {
@@ -204,6 +210,13 @@ func (x *AuditRecord) GetLatency() *durationpb.Duration {
 		return x.Latency
 	}
 	return nil
+}
+
+func (x *AuditRecord) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 type QueryAuditRequest struct {
@@ -578,11 +591,266 @@ func (x *SubjectAccessesResponse) GetAccesses() []*SubjectAccess {
 	return nil
 }
 
+type ExportAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditRequest) Reset() {
+	*x = ExportAuditRequest{}
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditRequest) ProtoMessage() {}
+
+func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
+func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
+type ExportAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries is the next batch of the export, in order.
+	Entries       []*AuditExportEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditResponse) Reset() {
+	*x = ExportAuditResponse{}
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditResponse) ProtoMessage() {}
+
+func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
+func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExportAuditResponse) GetEntries() []*AuditExportEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// AuditExportEntry is one entry of an export: a sealed record or a checkpoint.
+type AuditExportEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Entry:
+	//
+	//	*AuditExportEntry_Record
+	//	*AuditExportEntry_Checkpoint
+	Entry         isAuditExportEntry_Entry `protobuf_oneof:"entry"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditExportEntry) Reset() {
+	*x = AuditExportEntry{}
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditExportEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditExportEntry) ProtoMessage() {}
+
+func (x *AuditExportEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditExportEntry.ProtoReflect.Descriptor instead.
+func (*AuditExportEntry) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_audit_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AuditExportEntry) GetEntry() isAuditExportEntry_Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *AuditExportEntry) GetRecord() []byte {
+	if x != nil {
+		if x, ok := x.Entry.(*AuditExportEntry_Record); ok {
+			return x.Record
+		}
+	}
+	return nil
+}
+
+func (x *AuditExportEntry) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		if x, ok := x.Entry.(*AuditExportEntry_Checkpoint); ok {
+			return x.Checkpoint
+		}
+	}
+	return nil
+}
+
+type isAuditExportEntry_Entry interface {
+	isAuditExportEntry_Entry()
+}
+
+type AuditExportEntry_Record struct {
+	// record is the sealed record exactly as stored (JSON bytes): its hash
+	// is computed over these bytes.
+	Record []byte `protobuf:"bytes,1,opt,name=record,proto3,oneof"`
+}
+
+type AuditExportEntry_Checkpoint struct {
+	Checkpoint *AuditCheckpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3,oneof"`
+}
+
+func (*AuditExportEntry_Record) isAuditExportEntry_Entry() {}
+
+func (*AuditExportEntry_Checkpoint) isAuditExportEntry_Entry() {}
+
+// AuditCheckpoint is a signed statement: the chain had this head at this seq.
+type AuditCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// chain is the chain id, empty for the single chain of one broker.
+	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	Seq   uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// head is the hex SHA-256 of the record at seq.
+	Head string                 `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// boundary marks where retention purged the records up to seq.
+	Boundary bool `protobuf:"varint,5,opt,name=boundary,proto3" json:"boundary,omitempty"`
+	// sig is the base64 Ed25519 signature of the checkpoint.
+	Sig           string `protobuf:"bytes,6,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_audit_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_audit_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AuditCheckpoint) GetChain() string {
+	if x != nil {
+		return x.Chain
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetHead() string {
+	if x != nil {
+		return x.Head
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetBoundary() bool {
+	if x != nil {
+		return x.Boundary
+	}
+	return false
+}
+
+func (x *AuditCheckpoint) GetSig() string {
+	if x != nil {
+		return x.Sig
+	}
+	return ""
+}
+
 var File_relais_admin_v1_audit_proto protoreflect.FileDescriptor
 
 const file_relais_admin_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1brelais/admin/v1/audit.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drelais/common/v1/common.proto\"\xea\x04\n" +
+	"\x1brelais/admin/v1/audit.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drelais/common/v1/common.proto\"\xfe\x04\n" +
 	"\vAuditRecord\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
 	"\n" +
@@ -604,7 +872,8 @@ const file_relais_admin_v1_audit_proto_rawDesc = "" +
 	"\x06source\x18\x0f \x01(\tR\x06source\x12\x12\n" +
 	"\x04code\x18\x10 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x11 \x01(\tR\x06reason\x123\n" +
-	"\alatency\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\alatency\"\xe5\x01\n" +
+	"\alatency\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x12\n" +
+	"\x04note\x18\x13 \x01(\tR\x04note\"\xe5\x01\n" +
 	"\x11QueryAuditRequest\x12%\n" +
 	"\x0econsumer_siret\x18\x01 \x01(\tR\rconsumerSiret\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -629,11 +898,28 @@ const file_relais_admin_v1_audit_proto_rawDesc = "" +
 	"\x0ffields_returned\x18\a \x03(\tR\x0efieldsReturned\x12\x12\n" +
 	"\x04code\x18\b \x01(\tR\x04code\"U\n" +
 	"\x17SubjectAccessesResponse\x12:\n" +
-	"\baccesses\x18\x01 \x03(\v2\x1e.relais.admin.v1.SubjectAccessR\baccesses2\xd0\x01\n" +
+	"\baccesses\x18\x01 \x03(\v2\x1e.relais.admin.v1.SubjectAccessR\baccesses\"\x14\n" +
+	"\x12ExportAuditRequest\"R\n" +
+	"\x13ExportAuditResponse\x12;\n" +
+	"\aentries\x18\x01 \x03(\v2!.relais.admin.v1.AuditExportEntryR\aentries\"y\n" +
+	"\x10AuditExportEntry\x12\x18\n" +
+	"\x06record\x18\x01 \x01(\fH\x00R\x06record\x12B\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\v2 .relais.admin.v1.AuditCheckpointH\x00R\n" +
+	"checkpointB\a\n" +
+	"\x05entry\"\xab\x01\n" +
+	"\x0fAuditCheckpoint\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\tR\x05chain\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\tR\x04head\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
+	"\bboundary\x18\x05 \x01(\bR\bboundary\x12\x10\n" +
+	"\x03sig\x18\x06 \x01(\tR\x03sig2\xac\x02\n" +
 	"\x11AuditAdminService\x12U\n" +
 	"\n" +
 	"QueryAudit\x12\".relais.admin.v1.QueryAuditRequest\x1a#.relais.admin.v1.QueryAuditResponse\x12d\n" +
-	"\x0fSubjectAccesses\x12'.relais.admin.v1.SubjectAccessesRequest\x1a(.relais.admin.v1.SubjectAccessesResponseB?Z=github.com/relais-broker/relais/proto/relais/admin/v1;adminv1b\x06proto3"
+	"\x0fSubjectAccesses\x12'.relais.admin.v1.SubjectAccessesRequest\x1a(.relais.admin.v1.SubjectAccessesResponse\x12Z\n" +
+	"\vExportAudit\x12#.relais.admin.v1.ExportAuditRequest\x1a$.relais.admin.v1.ExportAuditResponse0\x01B?Z=github.com/relais-broker/relais/proto/relais/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_relais_admin_v1_audit_proto_rawDescOnce sync.Once
@@ -647,7 +933,7 @@ func file_relais_admin_v1_audit_proto_rawDescGZIP() []byte {
 	return file_relais_admin_v1_audit_proto_rawDescData
 }
 
-var file_relais_admin_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_relais_admin_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_relais_admin_v1_audit_proto_goTypes = []any{
 	(*AuditRecord)(nil),             // 0: relais.admin.v1.AuditRecord
 	(*QueryAuditRequest)(nil),       // 1: relais.admin.v1.QueryAuditRequest
@@ -655,28 +941,37 @@ var file_relais_admin_v1_audit_proto_goTypes = []any{
 	(*SubjectAccessesRequest)(nil),  // 3: relais.admin.v1.SubjectAccessesRequest
 	(*SubjectAccess)(nil),           // 4: relais.admin.v1.SubjectAccess
 	(*SubjectAccessesResponse)(nil), // 5: relais.admin.v1.SubjectAccessesResponse
-	(*timestamppb.Timestamp)(nil),   // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 7: google.protobuf.Duration
-	(*v1.SubjectIdentity)(nil),      // 8: relais.common.v1.SubjectIdentity
+	(*ExportAuditRequest)(nil),      // 6: relais.admin.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),     // 7: relais.admin.v1.ExportAuditResponse
+	(*AuditExportEntry)(nil),        // 8: relais.admin.v1.AuditExportEntry
+	(*AuditCheckpoint)(nil),         // 9: relais.admin.v1.AuditCheckpoint
+	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
+	(*v1.SubjectIdentity)(nil),      // 12: relais.common.v1.SubjectIdentity
 }
 var file_relais_admin_v1_audit_proto_depIdxs = []int32{
-	6,  // 0: relais.admin.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	7,  // 1: relais.admin.v1.AuditRecord.latency:type_name -> google.protobuf.Duration
-	6,  // 2: relais.admin.v1.QueryAuditRequest.from:type_name -> google.protobuf.Timestamp
-	6,  // 3: relais.admin.v1.QueryAuditRequest.to:type_name -> google.protobuf.Timestamp
+	10, // 0: relais.admin.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	11, // 1: relais.admin.v1.AuditRecord.latency:type_name -> google.protobuf.Duration
+	10, // 2: relais.admin.v1.QueryAuditRequest.from:type_name -> google.protobuf.Timestamp
+	10, // 3: relais.admin.v1.QueryAuditRequest.to:type_name -> google.protobuf.Timestamp
 	0,  // 4: relais.admin.v1.QueryAuditResponse.records:type_name -> relais.admin.v1.AuditRecord
-	8,  // 5: relais.admin.v1.SubjectAccessesRequest.identity:type_name -> relais.common.v1.SubjectIdentity
-	6,  // 6: relais.admin.v1.SubjectAccess.time:type_name -> google.protobuf.Timestamp
+	12, // 5: relais.admin.v1.SubjectAccessesRequest.identity:type_name -> relais.common.v1.SubjectIdentity
+	10, // 6: relais.admin.v1.SubjectAccess.time:type_name -> google.protobuf.Timestamp
 	4,  // 7: relais.admin.v1.SubjectAccessesResponse.accesses:type_name -> relais.admin.v1.SubjectAccess
-	1,  // 8: relais.admin.v1.AuditAdminService.QueryAudit:input_type -> relais.admin.v1.QueryAuditRequest
-	3,  // 9: relais.admin.v1.AuditAdminService.SubjectAccesses:input_type -> relais.admin.v1.SubjectAccessesRequest
-	2,  // 10: relais.admin.v1.AuditAdminService.QueryAudit:output_type -> relais.admin.v1.QueryAuditResponse
-	5,  // 11: relais.admin.v1.AuditAdminService.SubjectAccesses:output_type -> relais.admin.v1.SubjectAccessesResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 8: relais.admin.v1.ExportAuditResponse.entries:type_name -> relais.admin.v1.AuditExportEntry
+	9,  // 9: relais.admin.v1.AuditExportEntry.checkpoint:type_name -> relais.admin.v1.AuditCheckpoint
+	10, // 10: relais.admin.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
+	1,  // 11: relais.admin.v1.AuditAdminService.QueryAudit:input_type -> relais.admin.v1.QueryAuditRequest
+	3,  // 12: relais.admin.v1.AuditAdminService.SubjectAccesses:input_type -> relais.admin.v1.SubjectAccessesRequest
+	6,  // 13: relais.admin.v1.AuditAdminService.ExportAudit:input_type -> relais.admin.v1.ExportAuditRequest
+	2,  // 14: relais.admin.v1.AuditAdminService.QueryAudit:output_type -> relais.admin.v1.QueryAuditResponse
+	5,  // 15: relais.admin.v1.AuditAdminService.SubjectAccesses:output_type -> relais.admin.v1.SubjectAccessesResponse
+	7,  // 16: relais.admin.v1.AuditAdminService.ExportAudit:output_type -> relais.admin.v1.ExportAuditResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_relais_admin_v1_audit_proto_init() }
@@ -689,13 +984,17 @@ func file_relais_admin_v1_audit_proto_init() {
 		(*SubjectAccessesRequest_Ine)(nil),
 		(*SubjectAccessesRequest_FranceTravailId)(nil),
 	}
+	file_relais_admin_v1_audit_proto_msgTypes[8].OneofWrappers = []any{
+		(*AuditExportEntry_Record)(nil),
+		(*AuditExportEntry_Checkpoint)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relais_admin_v1_audit_proto_rawDesc), len(file_relais_admin_v1_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuditAdminService_QueryAudit_FullMethodName      = "/relais.admin.v1.AuditAdminService/QueryAudit"
 	AuditAdminService_SubjectAccesses_FullMethodName = "/relais.admin.v1.AuditAdminService/SubjectAccesses"
+	AuditAdminService_ExportAudit_FullMethodName     = "/relais.admin.v1.AuditAdminService/ExportAudit"
 )
 
 // AuditAdminServiceClient is the client API for AuditAdminService service.
@@ -37,6 +38,12 @@ type AuditAdminServiceClient interface {
 	// subject: which body, when, for which purpose, which fields. The
 	// identity is used for the computation only and never stored or logged.
 	SubjectAccesses(ctx context.Context, in *SubjectAccessesRequest, opts ...grpc.CallOption) (*SubjectAccessesResponse, error)
+	// ExportAudit streams the whole log from one consistent read: every
+	// sealed record exactly as stored and every signed checkpoint, in
+	// sequence order. The caller verifies it with the operator's public key
+	// alone (relaisctl audit verify --online) or keeps it as an export
+	// file: the broker is not trusted to vouch for its own log.
+	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
 }
 
 type auditAdminServiceClient struct {
@@ -67,6 +74,25 @@ func (c *auditAdminServiceClient) SubjectAccesses(ctx context.Context, in *Subje
 	return out, nil
 }
 
+func (c *auditAdminServiceClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditAdminService_ServiceDesc.Streams[0], AuditAdminService_ExportAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportAuditRequest, ExportAuditResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditAdminService_ExportAuditClient = grpc.ServerStreamingClient[ExportAuditResponse]
+
 // AuditAdminServiceServer is the server API for AuditAdminService service.
 // All implementations must embed UnimplementedAuditAdminServiceServer
 // for forward compatibility.
@@ -81,6 +107,12 @@ type AuditAdminServiceServer interface {
 	// subject: which body, when, for which purpose, which fields. The
 	// identity is used for the computation only and never stored or logged.
 	SubjectAccesses(context.Context, *SubjectAccessesRequest) (*SubjectAccessesResponse, error)
+	// ExportAudit streams the whole log from one consistent read: every
+	// sealed record exactly as stored and every signed checkpoint, in
+	// sequence order. The caller verifies it with the operator's public key
+	// alone (relaisctl audit verify --online) or keeps it as an export
+	// file: the broker is not trusted to vouch for its own log.
+	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error
 	mustEmbedUnimplementedAuditAdminServiceServer()
 }
 
@@ -96,6 +128,9 @@ func (UnimplementedAuditAdminServiceServer) QueryAudit(context.Context, *QueryAu
 }
 func (UnimplementedAuditAdminServiceServer) SubjectAccesses(context.Context, *SubjectAccessesRequest) (*SubjectAccessesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SubjectAccesses not implemented")
+}
+func (UnimplementedAuditAdminServiceServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
 }
 func (UnimplementedAuditAdminServiceServer) mustEmbedUnimplementedAuditAdminServiceServer() {}
 func (UnimplementedAuditAdminServiceServer) testEmbeddedByValue()                           {}
@@ -154,6 +189,17 @@ func _AuditAdminService_SubjectAccesses_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditAdminService_ExportAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportAuditRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditAdminServiceServer).ExportAudit(m, &grpc.GenericServerStream[ExportAuditRequest, ExportAuditResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditAdminService_ExportAuditServer = grpc.ServerStreamingServer[ExportAuditResponse]
+
 // AuditAdminService_ServiceDesc is the grpc.ServiceDesc for AuditAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +216,12 @@ var AuditAdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AuditAdminService_SubjectAccesses_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportAudit",
+			Handler:       _AuditAdminService_ExportAudit_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "relais/admin/v1/audit.proto",
 }

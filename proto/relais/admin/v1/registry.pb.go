@@ -606,8 +606,11 @@ type Grant struct {
 	ExpectedDailyVolume int32                  `protobuf:"varint,9,opt,name=expected_daily_volume,json=expectedDailyVolume,proto3" json:"expected_daily_volume,omitempty"`
 	CreatedAt           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	RevokedAt           *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// anomaly is the grant's own anomaly-detection policy; unset keeps the
+	// broker's configured thresholds and action.
+	Anomaly       *AnomalyPolicy `protobuf:"bytes,12,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Grant) Reset() {
@@ -717,6 +720,80 @@ func (x *Grant) GetRevokedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Grant) GetAnomaly() *AnomalyPolicy {
+	if x != nil {
+		return x.Anomaly
+	}
+	return nil
+}
+
+// AnomalyPolicy overrides, for one grant, the broker's anomaly thresholds
+// (lower only: the strictest of configuration and grant applies) and says
+// what the broker does when they are crossed. Zero fields keep the default.
+type AnomalyPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_not_found_ratio is the share of answers subject_not_found or
+	// subject_not_identifiable beyond which calls look like enumeration.
+	MaxNotFoundRatio float64 `protobuf:"fixed64,1,opt,name=max_not_found_ratio,json=maxNotFoundRatio,proto3" json:"max_not_found_ratio,omitempty"`
+	// max_distinct_subjects bounds the distinct subjects per detection window.
+	MaxDistinctSubjects int32 `protobuf:"varint,2,opt,name=max_distinct_subjects,json=maxDistinctSubjects,proto3" json:"max_distinct_subjects,omitempty"`
+	// action is "" (the broker's default), "alert", "throttle" or "suspend".
+	Action        string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnomalyPolicy) Reset() {
+	*x = AnomalyPolicy{}
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnomalyPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnomalyPolicy) ProtoMessage() {}
+
+func (x *AnomalyPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnomalyPolicy.ProtoReflect.Descriptor instead.
+func (*AnomalyPolicy) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AnomalyPolicy) GetMaxNotFoundRatio() float64 {
+	if x != nil {
+		return x.MaxNotFoundRatio
+	}
+	return 0
+}
+
+func (x *AnomalyPolicy) GetMaxDistinctSubjects() int32 {
+	if x != nil {
+		return x.MaxDistinctSubjects
+	}
+	return 0
+}
+
+func (x *AnomalyPolicy) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
 type AddGrantRequest struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	ConsumerSiret       string                 `protobuf:"bytes,1,opt,name=consumer_siret,json=consumerSiret,proto3" json:"consumer_siret,omitempty"`
@@ -727,13 +804,15 @@ type AddGrantRequest struct {
 	NotAfter            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
 	Quota               *Quota                 `protobuf:"bytes,7,opt,name=quota,proto3" json:"quota,omitempty"`
 	ExpectedDailyVolume int32                  `protobuf:"varint,8,opt,name=expected_daily_volume,json=expectedDailyVolume,proto3" json:"expected_daily_volume,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// anomaly sets the grant's anomaly-detection policy; unset keeps the defaults.
+	Anomaly       *AnomalyPolicy `protobuf:"bytes,9,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AddGrantRequest) Reset() {
 	*x = AddGrantRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +824,7 @@ func (x *AddGrantRequest) String() string {
 func (*AddGrantRequest) ProtoMessage() {}
 
 func (x *AddGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +837,7 @@ func (x *AddGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddGrantRequest.ProtoReflect.Descriptor instead.
 func (*AddGrantRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AddGrantRequest) GetConsumerSiret() string {
@@ -817,6 +896,13 @@ func (x *AddGrantRequest) GetExpectedDailyVolume() int32 {
 	return 0
 }
 
+func (x *AddGrantRequest) GetAnomaly() *AnomalyPolicy {
+	if x != nil {
+		return x.Anomaly
+	}
+	return nil
+}
+
 type ListGrantsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Filters; empty means all.
@@ -830,7 +916,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +928,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +941,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListGrantsRequest) GetConsumerSiret() string {
@@ -888,7 +974,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +986,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +999,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*Grant {
@@ -933,7 +1019,7 @@ type RevokeGrantRequest struct {
 
 func (x *RevokeGrantRequest) Reset() {
 	*x = RevokeGrantRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1031,7 @@ func (x *RevokeGrantRequest) String() string {
 func (*RevokeGrantRequest) ProtoMessage() {}
 
 func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1044,7 @@ func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
 func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeGrantRequest) GetId() string {
@@ -985,7 +1071,7 @@ type ExtendGrantRequest struct {
 
 func (x *ExtendGrantRequest) Reset() {
 	*x = ExtendGrantRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1083,7 @@ func (x *ExtendGrantRequest) String() string {
 func (*ExtendGrantRequest) ProtoMessage() {}
 
 func (x *ExtendGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1096,7 @@ func (x *ExtendGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendGrantRequest.ProtoReflect.Descriptor instead.
 func (*ExtendGrantRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExtendGrantRequest) GetId() string {
@@ -1036,7 +1122,7 @@ type AddConsumerResponse struct {
 
 func (x *AddConsumerResponse) Reset() {
 	*x = AddConsumerResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1134,7 @@ func (x *AddConsumerResponse) String() string {
 func (*AddConsumerResponse) ProtoMessage() {}
 
 func (x *AddConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1147,7 @@ func (x *AddConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddConsumerResponse.ProtoReflect.Descriptor instead.
 func (*AddConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AddConsumerResponse) GetConsumer() *Consumer {
@@ -1080,7 +1166,7 @@ type GetConsumerResponse struct {
 
 func (x *GetConsumerResponse) Reset() {
 	*x = GetConsumerResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1178,7 @@ func (x *GetConsumerResponse) String() string {
 func (*GetConsumerResponse) ProtoMessage() {}
 
 func (x *GetConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1191,7 @@ func (x *GetConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetConsumerResponse) GetConsumer() *Consumer {
@@ -1124,7 +1210,7 @@ type SetConsumerStatusResponse struct {
 
 func (x *SetConsumerStatusResponse) Reset() {
 	*x = SetConsumerStatusResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1222,7 @@ func (x *SetConsumerStatusResponse) String() string {
 func (*SetConsumerStatusResponse) ProtoMessage() {}
 
 func (x *SetConsumerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1235,7 @@ func (x *SetConsumerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsumerStatusResponse.ProtoReflect.Descriptor instead.
 func (*SetConsumerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetConsumerStatusResponse) GetConsumer() *Consumer {
@@ -1168,7 +1254,7 @@ type AddGrantResponse struct {
 
 func (x *AddGrantResponse) Reset() {
 	*x = AddGrantResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1266,7 @@ func (x *AddGrantResponse) String() string {
 func (*AddGrantResponse) ProtoMessage() {}
 
 func (x *AddGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1279,7 @@ func (x *AddGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddGrantResponse.ProtoReflect.Descriptor instead.
 func (*AddGrantResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AddGrantResponse) GetGrant() *Grant {
@@ -1212,7 +1298,7 @@ type RevokeGrantResponse struct {
 
 func (x *RevokeGrantResponse) Reset() {
 	*x = RevokeGrantResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1310,7 @@ func (x *RevokeGrantResponse) String() string {
 func (*RevokeGrantResponse) ProtoMessage() {}
 
 func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1323,7 @@ func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
 func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeGrantResponse) GetGrant() *Grant {
@@ -1256,7 +1342,7 @@ type ExtendGrantResponse struct {
 
 func (x *ExtendGrantResponse) Reset() {
 	*x = ExtendGrantResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1354,7 @@ func (x *ExtendGrantResponse) String() string {
 func (*ExtendGrantResponse) ProtoMessage() {}
 
 func (x *ExtendGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1367,7 @@ func (x *ExtendGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendGrantResponse.ProtoReflect.Descriptor instead.
 func (*ExtendGrantResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExtendGrantResponse) GetGrant() *Grant {
@@ -1336,7 +1422,7 @@ const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	"\x05Quota\x12?\n" +
 	"\x0frate_per_second\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x88\xc3@)\x00\x00\x00\x00\x00\x00\x00\x00R\rratePerSecond\x12!\n" +
 	"\x05burst\x18\x02 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x8d\x06(\x00R\x05burst\x12$\n" +
-	"\tdaily_cap\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bdailyCap\"\xf2\x03\n" +
+	"\tdaily_cap\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bdailyCap\"\xac\x04\n" +
 	"\x05Grant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0econsumer_siret\x18\x02 \x01(\tR\rconsumerSiret\x12\x18\n" +
@@ -1352,7 +1438,12 @@ const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"\xc3\x03\n" +
+	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x128\n" +
+	"\aanomaly\x18\f \x01(\v2\x1e.relais.admin.v1.AnomalyPolicyR\aanomaly\"\xcf\x01\n" +
+	"\rAnomalyPolicy\x12F\n" +
+	"\x13max_not_found_ratio\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\x10maxNotFoundRatio\x12;\n" +
+	"\x15max_distinct_subjects\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x13maxDistinctSubjects\x129\n" +
+	"\x06action\x18\x03 \x01(\tB!\xbaH\x1er\x1cR\x00R\x05alertR\bthrottleR\asuspendR\x06action\"\xfd\x03\n" +
 	"\x0fAddGrantRequest\x120\n" +
 	"\x0econsumer_siret\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xd0\xf3\x18\x01R\rconsumerSiret\x12!\n" +
 	"\aservice\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\aservice\x12\"\n" +
@@ -1364,7 +1455,8 @@ const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	"not_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\tnotBefore\x12?\n" +
 	"\tnot_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\bnotAfter\x124\n" +
 	"\x05quota\x18\a \x01(\v2\x16.relais.admin.v1.QuotaB\x06\xbaH\x03\xc8\x01\x01R\x05quota\x12;\n" +
-	"\x15expected_daily_volume\x18\b \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x13expectedDailyVolume\"\x99\x01\n" +
+	"\x15expected_daily_volume\x18\b \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x13expectedDailyVolume\x128\n" +
+	"\aanomaly\x18\t \x01(\v2\x1e.relais.admin.v1.AnomalyPolicyR\aanomaly\"\x99\x01\n" +
 	"\x11ListGrantsRequest\x12%\n" +
 	"\x0econsumer_siret\x18\x01 \x01(\tR\rconsumerSiret\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12C\n" +
@@ -1418,7 +1510,7 @@ func file_relais_admin_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_relais_admin_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_relais_admin_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_relais_admin_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_relais_admin_v1_registry_proto_goTypes = []any{
 	(ConsumerStatus)(0),               // 0: relais.admin.v1.ConsumerStatus
 	(*Contact)(nil),                   // 1: relais.admin.v1.Contact
@@ -1431,67 +1523,70 @@ var file_relais_admin_v1_registry_proto_goTypes = []any{
 	(*Purpose)(nil),                   // 8: relais.admin.v1.Purpose
 	(*Quota)(nil),                     // 9: relais.admin.v1.Quota
 	(*Grant)(nil),                     // 10: relais.admin.v1.Grant
-	(*AddGrantRequest)(nil),           // 11: relais.admin.v1.AddGrantRequest
-	(*ListGrantsRequest)(nil),         // 12: relais.admin.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),        // 13: relais.admin.v1.ListGrantsResponse
-	(*RevokeGrantRequest)(nil),        // 14: relais.admin.v1.RevokeGrantRequest
-	(*ExtendGrantRequest)(nil),        // 15: relais.admin.v1.ExtendGrantRequest
-	(*AddConsumerResponse)(nil),       // 16: relais.admin.v1.AddConsumerResponse
-	(*GetConsumerResponse)(nil),       // 17: relais.admin.v1.GetConsumerResponse
-	(*SetConsumerStatusResponse)(nil), // 18: relais.admin.v1.SetConsumerStatusResponse
-	(*AddGrantResponse)(nil),          // 19: relais.admin.v1.AddGrantResponse
-	(*RevokeGrantResponse)(nil),       // 20: relais.admin.v1.RevokeGrantResponse
-	(*ExtendGrantResponse)(nil),       // 21: relais.admin.v1.ExtendGrantResponse
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
+	(*AnomalyPolicy)(nil),             // 11: relais.admin.v1.AnomalyPolicy
+	(*AddGrantRequest)(nil),           // 12: relais.admin.v1.AddGrantRequest
+	(*ListGrantsRequest)(nil),         // 13: relais.admin.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),        // 14: relais.admin.v1.ListGrantsResponse
+	(*RevokeGrantRequest)(nil),        // 15: relais.admin.v1.RevokeGrantRequest
+	(*ExtendGrantRequest)(nil),        // 16: relais.admin.v1.ExtendGrantRequest
+	(*AddConsumerResponse)(nil),       // 17: relais.admin.v1.AddConsumerResponse
+	(*GetConsumerResponse)(nil),       // 18: relais.admin.v1.GetConsumerResponse
+	(*SetConsumerStatusResponse)(nil), // 19: relais.admin.v1.SetConsumerStatusResponse
+	(*AddGrantResponse)(nil),          // 20: relais.admin.v1.AddGrantResponse
+	(*RevokeGrantResponse)(nil),       // 21: relais.admin.v1.RevokeGrantResponse
+	(*ExtendGrantResponse)(nil),       // 22: relais.admin.v1.ExtendGrantResponse
+	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
 }
 var file_relais_admin_v1_registry_proto_depIdxs = []int32{
 	1,  // 0: relais.admin.v1.Consumer.contacts:type_name -> relais.admin.v1.Contact
 	0,  // 1: relais.admin.v1.Consumer.status:type_name -> relais.admin.v1.ConsumerStatus
-	22, // 2: relais.admin.v1.Consumer.created_at:type_name -> google.protobuf.Timestamp
-	22, // 3: relais.admin.v1.Consumer.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 2: relais.admin.v1.Consumer.created_at:type_name -> google.protobuf.Timestamp
+	23, // 3: relais.admin.v1.Consumer.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: relais.admin.v1.AddConsumerRequest.contacts:type_name -> relais.admin.v1.Contact
 	2,  // 5: relais.admin.v1.ListConsumersResponse.consumers:type_name -> relais.admin.v1.Consumer
 	0,  // 6: relais.admin.v1.SetConsumerStatusRequest.status:type_name -> relais.admin.v1.ConsumerStatus
 	8,  // 7: relais.admin.v1.Grant.purposes:type_name -> relais.admin.v1.Purpose
-	22, // 8: relais.admin.v1.Grant.not_before:type_name -> google.protobuf.Timestamp
-	22, // 9: relais.admin.v1.Grant.not_after:type_name -> google.protobuf.Timestamp
+	23, // 8: relais.admin.v1.Grant.not_before:type_name -> google.protobuf.Timestamp
+	23, // 9: relais.admin.v1.Grant.not_after:type_name -> google.protobuf.Timestamp
 	9,  // 10: relais.admin.v1.Grant.quota:type_name -> relais.admin.v1.Quota
-	22, // 11: relais.admin.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	22, // 12: relais.admin.v1.Grant.revoked_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: relais.admin.v1.AddGrantRequest.purposes:type_name -> relais.admin.v1.Purpose
-	22, // 14: relais.admin.v1.AddGrantRequest.not_before:type_name -> google.protobuf.Timestamp
-	22, // 15: relais.admin.v1.AddGrantRequest.not_after:type_name -> google.protobuf.Timestamp
-	9,  // 16: relais.admin.v1.AddGrantRequest.quota:type_name -> relais.admin.v1.Quota
-	22, // 17: relais.admin.v1.ListGrantsRequest.expiring_before:type_name -> google.protobuf.Timestamp
-	10, // 18: relais.admin.v1.ListGrantsResponse.grants:type_name -> relais.admin.v1.Grant
-	22, // 19: relais.admin.v1.ExtendGrantRequest.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 20: relais.admin.v1.AddConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
-	2,  // 21: relais.admin.v1.GetConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
-	2,  // 22: relais.admin.v1.SetConsumerStatusResponse.consumer:type_name -> relais.admin.v1.Consumer
-	10, // 23: relais.admin.v1.AddGrantResponse.grant:type_name -> relais.admin.v1.Grant
-	10, // 24: relais.admin.v1.RevokeGrantResponse.grant:type_name -> relais.admin.v1.Grant
-	10, // 25: relais.admin.v1.ExtendGrantResponse.grant:type_name -> relais.admin.v1.Grant
-	3,  // 26: relais.admin.v1.ConsumerAdminService.AddConsumer:input_type -> relais.admin.v1.AddConsumerRequest
-	4,  // 27: relais.admin.v1.ConsumerAdminService.GetConsumer:input_type -> relais.admin.v1.GetConsumerRequest
-	5,  // 28: relais.admin.v1.ConsumerAdminService.ListConsumers:input_type -> relais.admin.v1.ListConsumersRequest
-	7,  // 29: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:input_type -> relais.admin.v1.SetConsumerStatusRequest
-	11, // 30: relais.admin.v1.GrantAdminService.AddGrant:input_type -> relais.admin.v1.AddGrantRequest
-	12, // 31: relais.admin.v1.GrantAdminService.ListGrants:input_type -> relais.admin.v1.ListGrantsRequest
-	14, // 32: relais.admin.v1.GrantAdminService.RevokeGrant:input_type -> relais.admin.v1.RevokeGrantRequest
-	15, // 33: relais.admin.v1.GrantAdminService.ExtendGrant:input_type -> relais.admin.v1.ExtendGrantRequest
-	16, // 34: relais.admin.v1.ConsumerAdminService.AddConsumer:output_type -> relais.admin.v1.AddConsumerResponse
-	17, // 35: relais.admin.v1.ConsumerAdminService.GetConsumer:output_type -> relais.admin.v1.GetConsumerResponse
-	6,  // 36: relais.admin.v1.ConsumerAdminService.ListConsumers:output_type -> relais.admin.v1.ListConsumersResponse
-	18, // 37: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:output_type -> relais.admin.v1.SetConsumerStatusResponse
-	19, // 38: relais.admin.v1.GrantAdminService.AddGrant:output_type -> relais.admin.v1.AddGrantResponse
-	13, // 39: relais.admin.v1.GrantAdminService.ListGrants:output_type -> relais.admin.v1.ListGrantsResponse
-	20, // 40: relais.admin.v1.GrantAdminService.RevokeGrant:output_type -> relais.admin.v1.RevokeGrantResponse
-	21, // 41: relais.admin.v1.GrantAdminService.ExtendGrant:output_type -> relais.admin.v1.ExtendGrantResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	23, // 11: relais.admin.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	23, // 12: relais.admin.v1.Grant.revoked_at:type_name -> google.protobuf.Timestamp
+	11, // 13: relais.admin.v1.Grant.anomaly:type_name -> relais.admin.v1.AnomalyPolicy
+	8,  // 14: relais.admin.v1.AddGrantRequest.purposes:type_name -> relais.admin.v1.Purpose
+	23, // 15: relais.admin.v1.AddGrantRequest.not_before:type_name -> google.protobuf.Timestamp
+	23, // 16: relais.admin.v1.AddGrantRequest.not_after:type_name -> google.protobuf.Timestamp
+	9,  // 17: relais.admin.v1.AddGrantRequest.quota:type_name -> relais.admin.v1.Quota
+	11, // 18: relais.admin.v1.AddGrantRequest.anomaly:type_name -> relais.admin.v1.AnomalyPolicy
+	23, // 19: relais.admin.v1.ListGrantsRequest.expiring_before:type_name -> google.protobuf.Timestamp
+	10, // 20: relais.admin.v1.ListGrantsResponse.grants:type_name -> relais.admin.v1.Grant
+	23, // 21: relais.admin.v1.ExtendGrantRequest.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 22: relais.admin.v1.AddConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
+	2,  // 23: relais.admin.v1.GetConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
+	2,  // 24: relais.admin.v1.SetConsumerStatusResponse.consumer:type_name -> relais.admin.v1.Consumer
+	10, // 25: relais.admin.v1.AddGrantResponse.grant:type_name -> relais.admin.v1.Grant
+	10, // 26: relais.admin.v1.RevokeGrantResponse.grant:type_name -> relais.admin.v1.Grant
+	10, // 27: relais.admin.v1.ExtendGrantResponse.grant:type_name -> relais.admin.v1.Grant
+	3,  // 28: relais.admin.v1.ConsumerAdminService.AddConsumer:input_type -> relais.admin.v1.AddConsumerRequest
+	4,  // 29: relais.admin.v1.ConsumerAdminService.GetConsumer:input_type -> relais.admin.v1.GetConsumerRequest
+	5,  // 30: relais.admin.v1.ConsumerAdminService.ListConsumers:input_type -> relais.admin.v1.ListConsumersRequest
+	7,  // 31: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:input_type -> relais.admin.v1.SetConsumerStatusRequest
+	12, // 32: relais.admin.v1.GrantAdminService.AddGrant:input_type -> relais.admin.v1.AddGrantRequest
+	13, // 33: relais.admin.v1.GrantAdminService.ListGrants:input_type -> relais.admin.v1.ListGrantsRequest
+	15, // 34: relais.admin.v1.GrantAdminService.RevokeGrant:input_type -> relais.admin.v1.RevokeGrantRequest
+	16, // 35: relais.admin.v1.GrantAdminService.ExtendGrant:input_type -> relais.admin.v1.ExtendGrantRequest
+	17, // 36: relais.admin.v1.ConsumerAdminService.AddConsumer:output_type -> relais.admin.v1.AddConsumerResponse
+	18, // 37: relais.admin.v1.ConsumerAdminService.GetConsumer:output_type -> relais.admin.v1.GetConsumerResponse
+	6,  // 38: relais.admin.v1.ConsumerAdminService.ListConsumers:output_type -> relais.admin.v1.ListConsumersResponse
+	19, // 39: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:output_type -> relais.admin.v1.SetConsumerStatusResponse
+	20, // 40: relais.admin.v1.GrantAdminService.AddGrant:output_type -> relais.admin.v1.AddGrantResponse
+	14, // 41: relais.admin.v1.GrantAdminService.ListGrants:output_type -> relais.admin.v1.ListGrantsResponse
+	21, // 42: relais.admin.v1.GrantAdminService.RevokeGrant:output_type -> relais.admin.v1.RevokeGrantResponse
+	22, // 43: relais.admin.v1.GrantAdminService.ExtendGrant:output_type -> relais.admin.v1.ExtendGrantResponse
+	36, // [36:44] is the sub-list for method output_type
+	28, // [28:36] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_relais_admin_v1_registry_proto_init() }
@@ -1505,7 +1600,7 @@ func file_relais_admin_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relais_admin_v1_registry_proto_rawDesc), len(file_relais_admin_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

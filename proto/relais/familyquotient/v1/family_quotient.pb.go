@@ -89,9 +89,18 @@ type GetFamilyQuotientRequest struct {
 	AccessContext *v1.AccessContext `protobuf:"bytes,1,opt,name=access_context,json=accessContext,proto3" json:"access_context,omitempty"`
 	// subject is the civil identity of an allocataire or of a child.
 	Subject *v1.SubjectIdentity `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	// field_mask optionally narrows the response to these field names of
-	// GetFamilyQuotientResponse (for example "value"). Fields outside the
-	// consumer's grant are never returned, whatever the mask says.
+	// field_mask optionally narrows the response to the fields of
+	// GetFamilyQuotientResponse it names: top-level ("value") or nested
+	// ("address.postal_code"; through a repeated message,
+	// "children.birth_date" names that field in every child). The answer
+	// holds the named fields the consumer's grant covers, plus the source
+	// metadata, which is always returned; no mask means every granted field.
+	// Named fields outside the grant are silently left out, and a mask naming
+	// only such fields is refused (scope_not_granted). A malformed or unknown
+	// path is refused (invalid_field_mask, each one named in a BadRequest
+	// violation). Paths are proto field names; in JSON the mask is one string
+	// of comma-separated lowerCamelCase paths ("value,address.postalCode").
+	// docs/scopes.md lists every path.
 	FieldMask     *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=field_mask,json=fieldMask,proto3" json:"field_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -35,9 +35,16 @@ type GetSolidarityHealthCoverRequest struct {
 	AccessContext *v1.AccessContext `protobuf:"bytes,1,opt,name=access_context,json=accessContext,proto3" json:"access_context,omitempty"`
 	// subject is the person's civil identity.
 	Subject *v1.SubjectIdentity `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	// field_mask optionally narrows the response to these field names of
-	// GetSolidarityHealthCoverResponse. Fields outside the grant are never
-	// returned.
+	// field_mask optionally narrows the response to the fields of
+	// GetSolidarityHealthCoverResponse it names ("is_beneficiary"). The
+	// answer holds the named fields the consumer's grant covers, plus the
+	// source metadata, which is always returned; no mask means every granted
+	// field. Named fields outside the grant are silently left out, and a mask
+	// naming only such fields is refused (scope_not_granted). A malformed or
+	// unknown path is refused (invalid_field_mask, each one named in a
+	// BadRequest violation). Paths are proto field names; in JSON the mask is
+	// one string of comma-separated lowerCamelCase paths
+	// ("isBeneficiary,rightsEndDate"). docs/scopes.md lists every path.
 	FieldMask     *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=field_mask,json=fieldMask,proto3" json:"field_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -41,8 +41,17 @@ type GetJobSeekerStatusRequest struct {
 	//	*GetJobSeekerStatusRequest_Identity
 	//	*GetJobSeekerStatusRequest_FranceTravailId
 	Subject isGetJobSeekerStatusRequest_Subject `protobuf_oneof:"subject"`
-	// field_mask optionally narrows the response to these field names of
-	// GetJobSeekerStatusResponse. Fields outside the grant are never returned.
+	// field_mask optionally narrows the response to the fields of
+	// GetJobSeekerStatusResponse it names: top-level ("category_code") or
+	// nested ("identity.birth_date"). The answer holds the named fields the
+	// consumer's grant covers, plus the source metadata, which is always
+	// returned; no mask means every granted field. Named fields outside the
+	// grant are silently left out, and a mask naming only such fields is
+	// refused (scope_not_granted). A malformed or unknown path is refused
+	// (invalid_field_mask, each one named in a BadRequest violation). Paths
+	// are proto field names; in JSON the mask is one string of
+	// comma-separated lowerCamelCase paths ("categoryCode,identity.birthDate").
+	// docs/scopes.md lists every path.
 	FieldMask     *fieldmaskpb.FieldMask `protobuf:"bytes,4,opt,name=field_mask,json=fieldMask,proto3" json:"field_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

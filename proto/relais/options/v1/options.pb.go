@@ -52,6 +52,8 @@ var (
 	// when one of its grants holds that scope. Several fields may share a
 	// scope. Every top-level field of a response message carries either a
 	// scope or not_personal; the broker clears any field that has neither.
+	// Nested fields share their top-level field's scope; a scope option on a
+	// nested field is refused when the catalogue is built.
 	//
 	// optional string scope = 51000;
 	E_Scope = &file_relais_options_v1_options_proto_extTypes[0]

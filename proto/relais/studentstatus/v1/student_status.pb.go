@@ -98,8 +98,18 @@ type GetStudentStatusRequest struct {
 	//	*GetStudentStatusRequest_Identity
 	//	*GetStudentStatusRequest_Ine
 	Subject isGetStudentStatusRequest_Subject `protobuf_oneof:"subject"`
-	// field_mask optionally narrows the response to these field names of
-	// GetStudentStatusResponse. Fields outside the grant are never returned.
+	// field_mask optionally narrows the response to the fields of
+	// GetStudentStatusResponse it names: top-level ("identity") or nested
+	// ("identity.birth_date"; through a repeated message,
+	// "admissions.enrolled" names that field in every admission). The answer
+	// holds the named fields the consumer's grant covers, plus the source
+	// metadata, which is always returned; no mask means every granted field.
+	// Named fields outside the grant are silently left out, and a mask naming
+	// only such fields is refused (scope_not_granted). A malformed or unknown
+	// path is refused (invalid_field_mask, each one named in a BadRequest
+	// violation). Paths are proto field names; in JSON the mask is one string
+	// of comma-separated lowerCamelCase paths ("admissions.enrolled").
+	// docs/scopes.md lists every path.
 	FieldMask     *fieldmaskpb.FieldMask `protobuf:"bytes,4,opt,name=field_mask,json=fieldMask,proto3" json:"field_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
