@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/internal/devenv"
 	"github.com/relais-broker/relais/internal/tracing"
 )
@@ -34,7 +35,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sourcesFile := fs.String("sources", "", "YAML file choosing the adapter of each service (sandbox, httpjson, remote); services it omits stay on the sandbox")
 	dataDir := fs.String("data-dir", "relais-dev", "directory for the dev CA, demo credentials and stores")
 	postgres := fs.String("postgres", "", "keep every store in this PostgreSQL database (DSN, e.g. postgres://user@127.0.0.1:5432/relais) instead of bbolt files; the schema is migrated, and the dev CA and keys are shared through the database so another dev broker on the same DSN joins as a replica")
-	replicaID := fs.String("replica-id", "", "this broker's name among replicas on one database (its audit chain); default dev-<port of --listen>")
+	drainPeriod := fs.Duration("drain-period", 0, "on SIGTERM, stay not ready but serving this long before stopping (replicas behind a load balancer)")
+	replicaID := fs.String("replica-id", "", "with --postgres, this broker's name among the replicas of the database (its audit chain); default the first free of dev-1 … dev-9")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -63,15 +65,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
 		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp, httpListen: *httpListen,
-		postgres: *postgres, replicaID: *replicaID}
+		postgres: *postgres, replicaID: *replicaID, drainPeriod: *drainPeriod}
 	if !validReplicaID(opts.replicaID) {
 		fmt.Fprintf(stderr, "relaisd dev: --replica-id %q: 1 to 64 letters, digits, '.', '_' or '-'\n", opts.replicaID)
 		return 2
 	}
-	if opts.postgres != "" && opts.replicaID == "" {
-		_, port, _ := net.SplitHostPort(*listen)
-		opts.replicaID = "dev-" + port
-	}
+
 	if err := serveDev(ctx, opts, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "relaisd dev: %v\n", err)
 		return 1
@@ -98,6 +97,7 @@ type devOptions struct {
 	crlRefresh, trustRefresh           time.Duration
 	// postgres is the DSN of the shared database ("" for bbolt files).
 	postgres, replicaID string
+	drainPeriod         time.Duration
 }
 
 func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.Writer) error {
@@ -113,7 +113,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		defer closeVault()
 		vault = v
 	}
-	sts, joined, err := devStores(ctx, o, cat, vault != nil)
+	sts, joined, err := devStores(ctx, o, cat, vault != nil, logger)
 	if err != nil {
 		return err
 	}
@@ -123,11 +123,11 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		return err
 	}
 	st := &stack{
-		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Stores: sts, Chain: o.replicaID,
+		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Stores: sts, Chain: sts.Replica,
 		Sources: sourceConfig{catalog: cat, base: env.Sources, guards: env.Guards, file: o.sourcesFile, sandbox: env.Sandbox},
 		Signing: keys.Signing, Pseudonym: keys.Pseudonym,
 		Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
-		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh,
+		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh, DrainPeriod: o.drainPeriod,
 	}
 	tc := tracing.Config{Exporter: "none"}
 	if o.otlp != "" {
@@ -141,8 +141,8 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 			fmt.Sprintf("HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json)", web),
 			fmt.Sprintf("operations:     http://%s/metrics /healthz /readyz", opsAddr),
 			fmt.Sprintf("audit log:      %s (verify the running broker: relaisctl audit verify --online --admin-addr %s --operator-dir %s --public-key %s)",
-				auditWhere(o), adminAddr, env.OperatorDir(), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
-		}, storeLine(o, joined))
+				auditWhere(o, sts), adminAddr, env.OperatorDir(), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
+		}, storeLine(o, sts, joined))
 	})
 }
 
@@ -166,7 +166,7 @@ func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env,
 // devStores opens the dev broker's stores: bbolt files in the data
 // directory, or the PostgreSQL database of --postgres (schema migrated,
 // dev CA and keys pulled from it; joined says they were there already).
-func devStores(ctx context.Context, o devOptions, cat *catalog.Catalog, vault bool) (*stores, bool, error) {
+func devStores(ctx context.Context, o devOptions, cat *catalog.Catalog, vault bool, logger *slog.Logger) (*stores, bool, error) {
 	if o.postgres == "" {
 		sts, err := openBoltStores(o.dataDir, cat, time.Now)
 		return sts, false, err
@@ -174,7 +174,8 @@ func devStores(ctx context.Context, o devOptions, cat *catalog.Catalog, vault bo
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return nil, false, err
 	}
-	sts, err := openPostgresStores(ctx, o.postgres, true, cat, time.Now, o.replicaID)
+	self := cluster.Replica{ID: o.replicaID, DataAddr: o.listen, AdminAddr: o.adminListen, StartedAt: time.Now()}
+	sts, err := openPostgresStores(ctx, o.postgres, true, cat, time.Now, self, devReplicaIDs, logger)
 	if err != nil {
 		return nil, false, err
 	}
@@ -214,19 +215,23 @@ func prepareDev(ctx context.Context, o devOptions, cat *catalog.Catalog, vault *
 	}
 }
 
-func storeLine(o devOptions, joined bool) string {
-	if o.postgres == "" {
+// devReplicaIDs are the ids dev brokers on one database take in turn.
+var devReplicaIDs = []string{"dev-1", "dev-2", "dev-3", "dev-4", "dev-5", "dev-6", "dev-7", "dev-8", "dev-9"}
+
+func storeLine(o devOptions, sts *stores, joined bool) string {
+	if sts.Pool == nil {
 		return "bbolt files in " + o.dataDir
 	}
+	live := sts.Cluster.Live(time.Now())
 	if joined {
-		return fmt.Sprintf("PostgreSQL (replica %s; joined the installation already in this database: same CA, keys and registry)", o.replicaID)
+		return fmt.Sprintf("PostgreSQL; replica %s joined the installation already in this database (same CA, keys and registry; %d live replicas)", sts.Replica, live)
 	}
-	return fmt.Sprintf("PostgreSQL (replica %s; new installation: dev CA and keys stored in the database)", o.replicaID)
+	return fmt.Sprintf("PostgreSQL; replica %s of a new installation (dev CA and keys stored in the database)", sts.Replica)
 }
 
-func auditWhere(o devOptions) string {
-	if o.postgres == "" {
+func auditWhere(o devOptions, sts *stores) string {
+	if sts.Pool == nil {
 		return filepath.Join(o.dataDir, AuditFile)
 	}
-	return "PostgreSQL, chain " + o.replicaID
+	return "PostgreSQL, chain " + sts.Replica
 }

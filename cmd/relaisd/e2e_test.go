@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relais-broker/relais/internal/pgtest"
 )
 
 // These tests run relaisd as a real process, the way a new user does, and
@@ -31,7 +33,7 @@ var (
 var binDir string
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Run(m)
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}

@@ -83,7 +83,7 @@ func TestOperationsEndpoints(t *testing.T) {
 		Ready  bool              `json:"ready"`
 		Checks map[string]string `json:"checks"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&ready); err != nil || r.StatusCode != http.StatusOK || !ready.Ready || len(ready.Checks) != 4 {
+	if err := json.NewDecoder(r.Body).Decode(&ready); err != nil || r.StatusCode != http.StatusOK || !ready.Ready || len(ready.Checks) != 5 || ready.Checks["draining"] != "ok" {
 		t.Fatalf("/readyz: %d %+v %v", r.StatusCode, ready, err)
 	}
 }

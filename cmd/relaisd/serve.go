@@ -11,6 +11,7 @@ import (
 
 	"github.com/relais-broker/relais/adapters/sandbox"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/certs/vaultca"
 	"github.com/relais-broker/relais/internal/keyfile"
@@ -74,7 +75,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	st := &stack{
 		Catalog: cat, CA: ca, ServerCert: certs.NewCertSource(), Trust: certs.NewTrustPool(),
 		Sources:   sourceConfig{catalog: cat, file: cfg.SourcesFile, sandbox: sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})},
-		Retention: cfg.Audit.Retention, Anomaly: cfg.Anomaly, Chain: cfg.ReplicaID,
+		Retention: cfg.Audit.Retention, Anomaly: cfg.Anomaly, DrainPeriod: *cfg.DrainPeriod,
 		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops, HTTPListen: cfg.Listen.HTTP,
 		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh, AllowDuplicateCalls: cfg.Limits.AllowDuplicateCalls,
 	}
@@ -98,10 +99,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	if st.Pseudonym, err = cfg.pseudonymKey(); err != nil {
 		return err
 	}
-	if st.Stores, err = configuredStores(ctx, cfg, cat); err != nil {
+	if st.Stores, err = configuredStores(ctx, cfg, cat, logger); err != nil {
 		return err
 	}
 	defer st.Stores.Close()
+	st.Chain = st.Stores.Replica
 	return runStack(ctx, st, logger, func(data, admin, ops, web string) {
 		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s, HTTPS/JSON on %s\n", data, admin, ops, web)
 	})
@@ -126,7 +128,7 @@ func configuredCA(ctx context.Context, cfg *Config) (certs.Authority, func(), er
 
 // configuredStores opens the stores the configuration names. A
 // PostgreSQL schema must have been migrated (relaisctl db migrate).
-func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog) (*stores, error) {
+func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog, logger *slog.Logger) (*stores, error) {
 	if cfg.Store.Kind != StorePostgres {
 		return openBoltStores(cfg.DataDir, cat, time.Now)
 	}
@@ -134,5 +136,6 @@ func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog) (*
 	if err != nil {
 		return nil, err
 	}
-	return openPostgresStores(ctx, dsn, false, cat, time.Now, cfg.ReplicaID)
+	self := cluster.Replica{ID: cfg.ReplicaID, DataAddr: cfg.Listen.Data, AdminAddr: cfg.Listen.Admin, StartedAt: time.Now()}
+	return openPostgresStores(ctx, dsn, false, cat, time.Now, self, nil, logger)
 }

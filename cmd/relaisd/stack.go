@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -64,6 +65,10 @@ type stack struct {
 	Tracing *tracing.Tracing
 	// Anomaly tunes the abnormal-use detector (zero: its defaults).
 	Anomaly anomaly.Config
+	// DrainPeriod: on SIGTERM, /readyz turns not ready at once and the
+	// listeners keep serving this long, so a load balancer stops routing
+	// here before the servers stop.
+	DrainPeriod time.Duration
 }
 
 // listeners are the broker's four sockets, by role.
@@ -152,7 +157,8 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	runner.start(firstSources)
 	// Closed after the group (deferred calls run last-in first-out, before the audit log's).
 	defer runner.closeAll()
-	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, detector, logger)
+	var draining atomic.Bool
+	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, detector, &draining, logger)
 	if err != nil {
 		return errors.Join(err, abort(g))
 	}
@@ -167,6 +173,11 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	g.Go(func() error { return ignoreStopped(servers.web.ServeTLS(ls.web, "", "")) })
 	g.Go(func() error {
 		<-gctx.Done()
+		draining.Store(true)
+		if st.DrainPeriod > 0 {
+			logger.Info("shutting down: not ready, still serving during the drain period", "drain_period", st.DrainPeriod.String())
+			time.Sleep(st.DrainPeriod)
+		}
 		logger.Info("shutting down: draining in-flight calls")
 		drain(logger, servers.web, servers.data, servers.admin)
 		return servers.ops.Close()
@@ -176,7 +187,11 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	g.Go(func() error { st.Keeper.Run(gctx); return nil })
 	g.Go(func() error { certs.KeepTrust(gctx, st.CA, st.Trust, st.TrustRefresh, logger); return nil })
 	g.Go(func() error { certs.WatchCRL(gctx, revoked.local, st.CA, st.CRLRefresh, logger, nil); return nil })
-	g.Go(func() error { purgeDaily(gctx, auditLog, logger); return nil })
+	g.Go(func() error { return st.Stores.Cluster.Run(gctx) })
+	// One replica at a time applies the retention (to every chain).
+	g.Go(func() error {
+		return st.Stores.Cluster.Lease("audit-retention").Run(gctx, func(ctx context.Context) error { purgeDaily(ctx, auditLog, logger); return nil })
+	})
 	g.Go(func() error { st.watchGauges(gctx, mets, runner); return nil })
 	g.Go(func() error { runner.reloadOnHUP(gctx, b); return nil })
 
@@ -191,7 +206,7 @@ type servers struct {
 }
 
 func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocations, pseudonyms *subject.Pseudonymizer,
-	mets *metrics.Metrics, auditLog *auditlog.Log, detector *anomaly.Detector, logger *slog.Logger) (*servers, error) {
+	mets *metrics.Metrics, auditLog *auditlog.Log, detector *anomaly.Detector, draining *atomic.Bool, logger *slog.Logger) (*servers, error) {
 	reg := st.Stores.Registry
 	renew, err := renewal.New(renewal.Config{Signer: st.CA, Registry: reg, Records: reg, Catalog: st.Catalog, Audit: auditLog, Revocations: revoked, Logger: logger})
 	if err != nil {
@@ -214,7 +229,7 @@ func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocat
 	return &servers{
 		data:  data,
 		admin: adm.NewGRPCServer(opts...),
-		ops:   &http.Server{Handler: withPprof(ops.Handler(mets.Handler(), st.readiness(auditLog))), ReadHeaderTimeout: 5 * time.Second},
+		ops:   &http.Server{Handler: withPprof(ops.Handler(mets.Handler(), st.readiness(auditLog, draining))), ReadHeaderTimeout: 5 * time.Second},
 		web:   &http.Server{Handler: webHandler(b), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10},
 	}, nil
 }
@@ -314,8 +329,13 @@ func sourceInfo(cat *catalog.Catalog, set *sourceSet) []admin.SourceInfo {
 }
 
 // readiness lists what /readyz checks: the dependencies must really work.
-func (st *stack) readiness(auditLog *auditlog.Log) []ops.Check {
-	return append(st.Stores.readiness(), []ops.Check{
+func (st *stack) readiness(auditLog *auditlog.Log, draining *atomic.Bool) []ops.Check {
+	return append([]ops.Check{{Name: "draining", Fn: func(context.Context) error {
+		if draining.Load() {
+			return errors.New("shutting down: draining in-flight calls")
+		}
+		return nil
+	}}}, append(st.Stores.readiness(), []ops.Check{
 		{Name: "registry", Fn: func(ctx context.Context) error { _, err := st.Stores.Registry.ListConsumers(ctx); return err }},
 		{Name: "audit_log", Fn: func(context.Context) error { return auditLog.Healthy() }},
 		{Name: "trust_bundle", Fn: func(context.Context) error {
@@ -334,7 +354,7 @@ func (st *stack) readiness(auditLog *auditlog.Log) []ops.Check {
 			}
 			return nil
 		}},
-	}...)
+	}...)...)
 }
 
 // watchGauges refreshes the gauges that are states, not events: source

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/pglog"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/cluster"
+	"github.com/relais-broker/relais/broker/cluster/pgcluster"
 	"github.com/relais-broker/relais/broker/ops"
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/ratelimit/pgquota"
@@ -43,6 +46,14 @@ type stores struct {
 	InFlight   ratelimit.InFlight
 	// Pool is the PostgreSQL pool, nil with bbolt.
 	Pool *pgxpool.Pool
+	// Cluster is this broker's membership among the replicas of the
+	// database and its leases; with bbolt, a cluster of one. Replica is the
+	// id it joined under: its audit chain.
+	Cluster interface {
+		cluster.Membership
+		cluster.Leaser
+	}
+	Replica string
 }
 
 // openBoltStores opens registry.db and audit.db in dir.
@@ -56,13 +67,21 @@ func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time) (*
 		reg.Close()
 		return nil, err
 	}
-	return &stores{kind: StoreBbolt, Registry: reg, Audit: st}, nil
+	local := cluster.NewLocal(clock)
+	if err := local.Join(context.Background(), cluster.Replica{ID: "local", StartedAt: time.Now()}); err != nil {
+		reg.Close()
+		st.Close()
+		return nil, err
+	}
+	return &stores{kind: StoreBbolt, Registry: reg, Audit: st, Cluster: local}, nil
 }
 
 // openPostgresStores connects to the database behind dsn, checks its
 // schema (migrate first: relaisctl db migrate, or migrate true in dev
-// mode), and opens every store on it. chain is this broker's audit chain.
-func openPostgresStores(ctx context.Context, dsn string, migrate bool, cat *catalog.Catalog, clock func() time.Time, chain string) (*stores, error) {
+// mode), joins the replicas as self (under the first free id of ids when
+// self.ID is empty) and opens every store on it, the audit log on this
+// replica's own chain.
+func openPostgresStores(ctx context.Context, dsn string, migrate bool, cat *catalog.Catalog, clock func() time.Time, self cluster.Replica, ids []string, logger *slog.Logger) (*stores, error) {
 	if migrate {
 		if _, err := pgdb.Migrate(ctx, dsn); err != nil {
 			return nil, fmt.Errorf("database schema: %w", err)
@@ -81,23 +100,42 @@ func openPostgresStores(ctx context.Context, dsn string, migrate bool, cat *cata
 	if err := pgdb.Check(ctx, pool); err != nil {
 		return nil, err
 	}
+	members := pgcluster.New(pool, pgcluster.Options{Clock: clock, Logger: logger})
+	if self.ID != "" {
+		err = members.Join(ctx, self)
+	} else {
+		self.ID, err = cluster.JoinFirstFree(ctx, members, self, ids...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("joining the replicas: %w", err)
+	}
+	defer func() {
+		if !ok {
+			_ = members.Leave(context.WithoutCancel(ctx))
+		}
+	}()
 	reg, err := pgreg.Open(ctx, pool, pgreg.Options{Catalog: cat, Clock: clock})
 	if err != nil {
 		return nil, err
 	}
-	st, err := pglog.Open(ctx, pool, pglog.Options{Chain: chain, Clock: clock})
+	st, err := pglog.Open(ctx, pool, pglog.Options{Chain: self.ID, Clock: clock})
 	if err != nil {
 		return nil, err
 	}
 	ok = true
-	return &stores{kind: StorePostgres, Registry: reg, Audit: st, Pool: pool,
+	return &stores{kind: StorePostgres, Registry: reg, Audit: st, Pool: pool, Cluster: members, Replica: self.ID,
 		DailyQuota: pgquota.NewDaily(pool), InFlight: pgquota.NewInFlight(pool, clock)}, nil
 }
 
 // Close closes what the stores hold once the audit log (which closes its
-// storage) is closed: the registry, then the pool.
+// storage, after its final checkpoint) is closed: it leaves the replicas
+// (freeing the id and, at once, the others' rate shares), then closes the
+// registry, then the pool.
 func (s *stores) Close() error {
-	err := s.Registry.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.Cluster.Leave(ctx)
+	err = errors.Join(err, s.Registry.Close())
 	if s.Pool != nil {
 		s.Pool.Close()
 	}

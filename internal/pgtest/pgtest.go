@@ -80,7 +80,11 @@ var (
 
 // Main is for TestMain: it runs the tests, stops the shared cluster and
 // exits with the tests' status.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to clean up: it runs the
+// tests, stops the shared cluster and returns the exit code.
+func Run(m *testing.M) int {
 	mainCalled.Store(true)
 	code := m.Run()
 	sharedMu.Lock()
@@ -94,7 +98,7 @@ func Main(m *testing.M) {
 		shared = nil
 	}
 	sharedMu.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // Shared returns the test binary's cluster, started at first use. It must

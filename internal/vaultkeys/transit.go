@@ -31,6 +31,9 @@ import (
 // ones, never trim a transit signing key (min_available_version) while
 // checkpoints it signed are within retention, and keep the old public keys
 // as long as exported logs may be checked.
+//
+// A TransitSigner is immutable and safe for concurrent use; each Sign is
+// one Vault request bounded by ctx and the client's timeout.
 type TransitSigner struct {
 	c       *api.Client
 	mount   string

@@ -10,6 +10,11 @@
 // name the mount and path, never a key byte; an unreachable, sealed or
 // failing Vault gives an error wrapping ErrUnavailable, so the caller can
 // retry or refuse to start.
+//
+// Setting up, once per installation, with an operator's token: mount a KV
+// v2 engine and a transit engine, CreatePseudonymKey and CreateTransitKey
+// (both refuse to replace what exists), and give the replicas' token the
+// Policy for exactly those paths.
 package vaultkeys
 
 import (

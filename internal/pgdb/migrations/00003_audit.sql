@@ -1,10 +1,12 @@
 -- The audit log on PostgreSQL (broker/audit/pglog): an append-only table of
--- sealed records partitioned by month, the signed checkpoints, and the two
+-- sealed records partitioned by month, the signed checkpoints, and the
 -- SECURITY DEFINER functions through which the broker's role creates month
 -- partitions and applies retention. relais_broker may INSERT and SELECT the
 -- audit rows and nothing else: rewriting history needs the owner's
--- credential (the one that runs the migrations), and retention cannot drop a
--- month younger than 30 days.
+-- credential (the one that runs the migrations, which owns the tables, the
+-- partitions and the functions), and retention cannot drop a month younger
+-- than 30 days. Run the migrations as the database owner, not a superuser:
+-- the SECURITY DEFINER functions run with the owner's rights.
 --
 -- Times are UTC months: a record lives in the partition of the month of its
 -- time. Every function pins search_path and TimeZone.
