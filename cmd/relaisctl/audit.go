@@ -213,11 +213,13 @@ func runAuditVerifyCtx(ctx context.Context, args []string, stdout, stderr io.Wri
 		fmt.Fprintf(stdout, "FAILED at seq %d%s: %s\n", rep.BadSeq, where, rep.Problem)
 		return 1
 	}
-	fmt.Fprintf(stdout, "OK: %d records (seq %d to %d), %d signed checkpoints verified\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints)
+	if len(rep.Chains) <= 1 {
+		fmt.Fprintf(stdout, "OK: %d records (seq %d to %d), %d signed checkpoints verified\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints)
+		return 0
+	}
+	fmt.Fprintf(stdout, "OK: %d records in %d chains, %d signed checkpoints verified\n", rep.Records, len(rep.Chains), rep.Checkpoints)
 	for _, c := range rep.Chains {
-		if len(rep.Chains) > 1 {
-			fmt.Fprintf(stdout, "  chain %q: %d records (seq %d to %d), %d checkpoints\n", c.Chain, c.Records, c.FirstSeq, c.LastSeq, c.Checkpoints)
-		}
+		fmt.Fprintf(stdout, "  chain %q: %d records (seq %d to %d), %d checkpoints\n", c.Chain, c.Records, c.FirstSeq, c.LastSeq, c.Checkpoints)
 	}
 	return 0
 }

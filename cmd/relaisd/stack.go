@@ -214,7 +214,7 @@ func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocat
 	}
 	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: reg,
 		Sources: func() []admin.SourceInfo { return sourceInfo(st.Catalog, runner.current()) },
-		Audit:   auditLog, AuditLog: auditLog, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector})
+		Audit:   auditLog, AuditLog: auditReader{Log: auditLog, pool: st.Stores.Pool}, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector})
 	if err != nil {
 		return nil, err
 	}

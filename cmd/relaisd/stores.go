@@ -13,6 +13,7 @@ import (
 	"github.com/relais-broker/relais/broker/audit/auditlog"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/pglog"
+	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/broker/cluster/pgcluster"
@@ -118,7 +119,9 @@ func openPostgresStores(ctx context.Context, dsn string, migrate bool, cat *cata
 	if err != nil {
 		return nil, err
 	}
-	st, err := pglog.Open(ctx, pool, pglog.Options{Chain: self.ID, Clock: clock})
+	// This replica writes its own chain; queries, the citizen report and
+	// exports read every replica's.
+	st, err := pglog.Open(ctx, pool, pglog.Options{Chain: self.ID, AllChains: true, Clock: clock})
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +143,21 @@ func (s *stores) Close() error {
 		s.Pool.Close()
 	}
 	return err
+}
+
+// auditReader serves the admin API's audit queries and exports: with
+// PostgreSQL the export covers every replica's chain, from one snapshot.
+type auditReader struct {
+	*auditlog.Log
+	pool *pgxpool.Pool
+}
+
+// Export implements admin.AuditExporter.
+func (a auditReader) Export(ctx context.Context, fn func(seal.Entry) error) error {
+	if a.pool == nil {
+		return a.Log.Export(ctx, fn)
+	}
+	return pglog.ExportAll(ctx, a.pool, fn)
 }
 
 // readiness is the stores' part of /readyz: the database must answer.

@@ -55,6 +55,7 @@ type Log struct {
 	st    Storage
 	opts  Options
 	queue chan *pending
+	jobs  chan *job
 	stop  chan struct{}
 	done  sync.WaitGroup
 	once  sync.Once
@@ -75,6 +76,13 @@ type pending struct {
 	rec        *audit.Record
 	checkpoint bool
 	err        chan error
+}
+
+// job is work that must not interleave with commits (retention): the
+// writer runs it between two batches, then re-reads the head.
+type job struct {
+	run func(ctx context.Context) error
+	err chan error
 }
 
 var _ audit.Recorder = (*Log)(nil)
@@ -114,7 +122,7 @@ func Open(st Storage, o Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: read the chain head: %w", err)
 	}
-	l := &Log{st: st, opts: o, queue: make(chan *pending, 4096), stop: make(chan struct{}), head: head}
+	l := &Log{st: st, opts: o, queue: make(chan *pending, 4096), jobs: make(chan *job), stop: make(chan struct{}), head: head}
 	l.done.Add(1)
 	go l.writer()
 	return l, nil
@@ -206,6 +214,14 @@ func (l *Log) writer() {
 	for {
 		var batch []*pending
 		select {
+		case j := <-l.jobs:
+			ctx, cancel := context.WithTimeout(context.Background(), l.opts.CommitTimeout)
+			j.err <- j.run(ctx)
+			cancel()
+			// The job changed what is stored (a boundary checkpoint): the
+			// next batch starts from the stored head.
+			stale = true
+			continue
 		case p := <-l.queue:
 			batch = append(batch, p)
 		case <-ticker.C:
@@ -372,9 +388,31 @@ func (l *Log) Verify(ctx context.Context) (*seal.Report, error) {
 // Purge deletes the records older than the retention and leaves a signed
 // boundary checkpoint, so verification still passes on what remains. It
 // returns how many records were deleted.
+//
+// It runs in the writer, between two commits, so that no checkpoint of
+// the writer's can land on the boundary's sequence number and replace it.
 func (l *Log) Purge(ctx context.Context) (int, error) {
-	now := l.opts.Clock()
-	return l.st.Purge(ctx, now.Add(-l.opts.Retention), func(seq uint64, head string) (seal.Checkpoint, error) {
-		return seal.Sign(ctx, l.opts.Signer, seal.Checkpoint{Chain: l.opts.Chain, Seq: seq, Head: head, Time: now, Boundary: true})
-	})
+	var n int
+	j := &job{err: make(chan error, 1), run: func(jctx context.Context) error {
+		now := l.opts.Clock()
+		var err error
+		n, err = l.st.Purge(jctx, now.Add(-l.opts.Retention), func(seq uint64, head string) (seal.Checkpoint, error) {
+			return seal.Sign(jctx, l.opts.Signer, seal.Checkpoint{Chain: l.opts.Chain, Seq: seq, Head: head, Time: now, Boundary: true})
+		})
+		return err
+	}}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	select {
+	case l.jobs <- j:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return 0, ctx.Err()
+	}
+	err := <-j.err
+	return n, err
 }

@@ -279,3 +279,34 @@ func TestExportedCheckpointsCatchATruncatedLog(t *testing.T) {
 		t.Fatalf("untouched log against its export: %+v", rep)
 	}
 }
+
+// TestPurgeToTheHeadThenCheckpointVerifies: retention that purges every
+// record leaves a boundary checkpoint at the head; the checkpoint written
+// next (at Close) must not replace it, or the file no longer verifies.
+func TestPurgeToTheHeadThenCheckpointVerifies(t *testing.T) {
+	k := key(t)
+	path := filepath.Join(t.TempDir(), "audit.db")
+	now := t0
+	clock := func() time.Time { return now }
+	l, err := boltlog.Open(path, boltlog.Options{SigningKey: k, Retention: 24 * time.Hour, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		if err := l.Append(context.Background(), record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = t0.Add(30 * 24 * time.Hour)
+	n, err := l.Purge(context.Background())
+	if err != nil || n != 5 {
+		t.Fatalf("purge: %d records, %v; want 5", n, err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := boltlog.Verify(path, k.Public().(ed25519.PublicKey))
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify after a purge to the head: %+v, %v", rep, err)
+	}
+}

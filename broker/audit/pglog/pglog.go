@@ -43,17 +43,24 @@ type Options struct {
 	// Chain is the chain this storage writes and reads ("" for a single
 	// broker; one per replica when several write).
 	Chain string
-	// Clock gives the month whose partitions Open prepares (this one and
-	// the next); time.Now when nil.
+	// AllChains makes Query and Subject read every chain of the database
+	// (every replica's records, oldest first by time), not only Chain:
+	// for the operator's queries and the citizen report when several
+	// replicas write. Export stays one chain (ExportAll has them all).
+	AllChains bool
+	// Clock gives the months whose partitions are prepared ahead: this
+	// one and the next at Open, the next after each commit (in the
+	// background); time.Now when nil.
 	Clock func() time.Time
 }
 
 // Storage is the PostgreSQL audit storage of one chain. Safe for
 // concurrent use; auditlog.Log is its only writer in a process.
 type Storage struct {
-	pool  *pgxpool.Pool
-	chain string
-	owned bool // Close closes the pool
+	pool      *pgxpool.Pool
+	chain     string
+	allChains bool
+	owned     bool // Close closes the pool
 
 	clock func() time.Time
 
@@ -89,7 +96,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, o Options) (*Storage, error) 
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	s := &Storage{pool: pool, chain: o.Chain, clock: o.Clock, months: map[int64]bool{}}
+	s := &Storage{pool: pool, chain: o.Chain, allChains: o.AllChains, clock: o.Clock, months: map[int64]bool{}}
 	now := o.Clock().UTC()
 	months := []time.Time{monthOf(now), monthOf(now).AddDate(0, 1, 0)}
 	switch err := s.ensureAhead(ctx, months); {
@@ -433,16 +440,21 @@ func commitError(err error) error {
 }
 
 // Query implements auditlog.Storage: this chain's records matching f, in
-// seq order (append order).
+// seq order (append order); with AllChains every chain's, by time.
 func (s *Storage) Query(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
 	if f.Limit <= 0 {
 		f.Limit = audit.DefaultLimit
 	}
-	where := []string{"chain = $1"}
-	args := []any{s.chain}
+	where := []string{"true"}
+	var args []any
 	add := func(cond string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	order := "time, chain, seq"
+	if !s.allChains {
+		add("chain = $%d", s.chain)
+		order = "seq"
 	}
 	if f.Consumer != "" {
 		add("consumer = $%d", f.Consumer)
@@ -461,7 +473,7 @@ func (s *Storage) Query(ctx context.Context, f audit.Filter) ([]audit.Record, er
 	if !f.To.IsZero() {
 		add("time <= $%d", f.To.Truncate(time.Microsecond))
 	}
-	q := "SELECT stored FROM audit_records WHERE " + strings.Join(where, " AND ") + " ORDER BY seq LIMIT $" + fmt.Sprint(len(args)+1)
+	q := "SELECT stored FROM audit_records WHERE " + strings.Join(where, " AND ") + " ORDER BY " + order + " LIMIT $" + fmt.Sprint(len(args)+1)
 	for limit := f.Limit; ; limit *= 2 {
 		out, n, err := s.collect(ctx, q, append(args, limit), f)
 		if err != nil || n < limit || len(out) >= f.Limit {
@@ -505,14 +517,22 @@ func (s *Storage) collect(ctx context.Context, q string, args []any, f audit.Fil
 	return out, n, nil
 }
 
-// subjectQuery reads a subject's records; subject <> ” lets a generic
+// subjectQuery reads a subject's records of one chain, subjectAllQuery
+// of every chain; the test that the subject is not empty lets a generic
 // plan (a prepared statement) use the partial index.
-const subjectQuery = "SELECT stored FROM audit_records WHERE subject = $1 AND subject <> '' AND chain = $2 ORDER BY seq"
+const (
+	subjectQuery    = "SELECT stored FROM audit_records WHERE subject = $1 AND subject <> '' AND chain = $2 ORDER BY seq"
+	subjectAllQuery = "SELECT stored FROM audit_records WHERE subject = $1 AND subject <> '' ORDER BY time, chain, seq"
+)
 
 // Subject implements auditlog.Storage through the (subject, time) index.
 func (s *Storage) Subject(ctx context.Context, pseudonym string) ([]audit.Record, error) {
 	if pseudonym == "" {
 		return nil, nil // admin records have none; the index skips them
+	}
+	if s.allChains {
+		out, _, err := s.collect(ctx, subjectAllQuery, []any{pseudonym}, audit.Filter{})
+		return out, err
 	}
 	out, _, err := s.collect(ctx, subjectQuery, []any{pseudonym, s.chain}, audit.Filter{})
 	return out, err

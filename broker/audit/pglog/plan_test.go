@@ -52,6 +52,7 @@ func TestReadsUseTheIndexes(t *testing.T) {
 		types, args      string
 	}{
 		{"subject", subjectQuery, "subject_time", "text, text", "'" + audittest.Record(1).Subject + "', ''"},
+		{"subject of every chain", subjectAllQuery, "subject_time", "text", "'" + audittest.Record(1).Subject + "'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := conn.Exec(ctx, "DEALLOCATE ALL; PREPARE q("+tc.types+") AS "+tc.sql); err != nil {
