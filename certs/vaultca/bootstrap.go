@@ -1,9 +1,13 @@
 package vaultca
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -13,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/relais-broker/relais/certs"
+	"github.com/relais-broker/relais/internal/vaultkeys"
 )
 
 // BootstrapOptions configure Bootstrap.
@@ -29,9 +34,30 @@ type BootstrapOptions struct {
 	MaxTTL time.Duration
 	// NewSecretID asks for a fresh AppRole secret id for the broker.
 	NewSecretID bool
+	// AuditKeys, when set, also keeps the audit secrets every replica
+	// must share in Vault: the pseudonym key in KV v2 and an Ed25519
+	// transit key that signs checkpoints (its private half never leaves
+	// Vault), and lets the broker's policy read and use them.
+	AuditKeys *AuditKeys
 }
 
 // BootstrapResult reports what Bootstrap found and did.
+// AuditKeys name where the audit secrets live in Vault.
+type AuditKeys struct {
+	// KVMount (a KV v2 mount) and KVPath hold the pseudonym key.
+	KVMount, KVPath string
+	// TransitMount and TransitKey name the checkpoint signing key.
+	TransitMount, TransitKey string
+}
+
+// Defaults of AuditKeys.
+const (
+	DefaultKVMount      = "relais-kv"
+	DefaultKVPath       = "audit/pseudonym"
+	DefaultTransitMount = "relais-transit"
+	DefaultTransitKey   = "relais-audit"
+)
+
 type BootstrapResult struct {
 	// Changes lists what was created or corrected, empty when the PKI
 	// was already as wanted.
@@ -40,6 +66,9 @@ type BootstrapResult struct {
 	RoleID, SecretID string
 	// RootPEM is the trust bundle (the root CA certificates).
 	RootPEM []byte
+	// AuditPublicKey is the transit key's public key (PKIX PEM), what a
+	// third party verifies checkpoints with, when AuditKeys was set.
+	AuditPublicKey []byte
 }
 
 // Bootstrap sets up (or checks) the Vault PKI of Relais, the production
@@ -60,6 +89,12 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 	if o.MaxTTL == 0 {
 		o.MaxTTL = certs.MaxTTL
 	}
+	if k := o.AuditKeys; k != nil {
+		k.KVMount = cmp.Or(k.KVMount, DefaultKVMount)
+		k.KVPath = cmp.Or(k.KVPath, DefaultKVPath)
+		k.TransitMount = cmp.Or(k.TransitMount, DefaultTransitMount)
+		k.TransitKey = cmp.Or(k.TransitKey, DefaultTransitKey)
+	}
 	b := &bootstrap{c: c, o: o, res: &BootstrapResult{}, mapErr: func(op string, err error) error { return mapErr(c.Address(), op, err) }}
 	steps := []func(context.Context) error{
 		func(ctx context.Context) error {
@@ -71,6 +106,7 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 		func(ctx context.Context) error { return b.urls(ctx, o.RootMount) },
 		func(ctx context.Context) error { return b.urls(ctx, o.Mount) },
 		b.roles,
+		b.auditKeys,
 		b.policy,
 		b.appRole,
 	}
@@ -86,6 +122,57 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 	}
 	b.res.RootPEM = root
 	return b.res, nil
+}
+
+// auditKeys mounts KV v2 and transit when missing and creates the
+// pseudonym key and the signing key once; existing keys are never
+// replaced (the citizen report and older checkpoints depend on them).
+func (b *bootstrap) auditKeys(ctx context.Context) error {
+	k := b.o.AuditKeys
+	if k == nil {
+		return nil
+	}
+	mounts, err := b.c.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return b.mapErr("list mounts", err)
+	}
+	for _, m := range []struct {
+		path, typ string
+		opts      map[string]string
+	}{{k.KVMount, "kv", map[string]string{"version": "2"}}, {k.TransitMount, "transit", nil}} {
+		if have, ok := mounts[m.path+"/"]; ok {
+			if have.Type != m.typ && !(m.typ == "kv" && have.Type == "kv-v2") {
+				return fmt.Errorf("vault: %s is mounted as %s, not %s; refusing to touch it", m.path, have.Type, m.typ)
+			}
+			continue
+		}
+		if err := b.c.Sys().MountWithContext(ctx, m.path, &api.MountInput{Type: m.typ, Options: m.opts, Description: "Relais audit keys"}); err != nil {
+			return b.mapErr("mount "+m.path, err)
+		}
+		b.changed("mounted %s at %s", m.typ, m.path)
+	}
+	switch err := vaultkeys.CreatePseudonymKey(ctx, b.c, k.KVMount, k.KVPath); {
+	case err == nil:
+		b.changed("created the pseudonym key in %s/%s", k.KVMount, k.KVPath)
+	case !errors.Is(err, vaultkeys.ErrExists):
+		return err
+	}
+	switch err := vaultkeys.CreateTransitKey(ctx, b.c, k.TransitMount, k.TransitKey); {
+	case err == nil:
+		b.changed("created the audit signing key %s/keys/%s (Ed25519, not exportable)", k.TransitMount, k.TransitKey)
+	case !errors.Is(err, vaultkeys.ErrExists):
+		return err
+	}
+	signer, err := vaultkeys.NewTransitSigner(ctx, b.c, k.TransitMount, k.TransitKey)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return err
+	}
+	b.res.AuditPublicKey = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	return nil
 }
 
 type bootstrap struct {
@@ -255,6 +342,9 @@ path "%[2]s/issuer/*" { capabilities = ["read"] }
 
 func (b *bootstrap) policy(ctx context.Context) error {
 	want := brokerPolicyText(b.o.Mount, b.o.RootMount)
+	if k := b.o.AuditKeys; k != nil {
+		want += "# Audit secrets shared by every replica.\n" + vaultkeys.Policy(k.KVMount, k.KVPath, k.TransitMount, k.TransitKey)
+	}
 	have, err := b.c.Sys().GetPolicyWithContext(ctx, BrokerPolicy)
 	if err != nil {
 		return b.mapErr("read policy", err)

@@ -61,6 +61,8 @@ func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ca := addCAFlags(fs)
 	names := fs.String("server-names", "", "comma-separated DNS names the broker's certificate may carry (localhost is always allowed)")
 	secretOut := fs.String("secret-id-out", "", "write a new AppRole secret id for the broker to this file (0600)")
+	auditKeys := fs.Bool("audit-keys", false, "also keep the audit keys every replica shares in Vault: the pseudonym key in KV v2 ("+vaultca.DefaultKVMount+"/"+vaultca.DefaultKVPath+") and the Ed25519 checkpoint signing key in transit ("+vaultca.DefaultTransitMount+"/keys/"+vaultca.DefaultTransitKey+")")
+	pubOut := fs.String("audit-public-key-out", "", "with --audit-keys: write the checkpoint signing key's public key (PEM) to this file, for relaisctl audit verify")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,13 +84,27 @@ func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			serverNames = append(serverNames, n)
 		}
 	}
-	res, err := vaultca.Bootstrap(ctx, v.Client(), vaultca.BootstrapOptions{Mount: ca.mount, ServerNames: serverNames, NewSecretID: *secretOut != ""})
+	if *pubOut != "" && !*auditKeys {
+		fmt.Fprintln(stderr, "relaisctl vault init: --audit-public-key-out needs --audit-keys")
+		return 2
+	}
+	opts := vaultca.BootstrapOptions{Mount: ca.mount, ServerNames: serverNames, NewSecretID: *secretOut != ""}
+	if *auditKeys {
+		opts.AuditKeys = &vaultca.AuditKeys{}
+	}
+	res, err := vaultca.Bootstrap(ctx, v.Client(), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "relaisctl vault init: %v\n", err)
 		return 1
 	}
 	if *secretOut != "" {
 		if err := os.WriteFile(*secretOut, []byte(res.SecretID+"\n"), 0o600); err != nil {
+			fmt.Fprintf(stderr, "relaisctl vault init: %v\n", err)
+			return 1
+		}
+	}
+	if *pubOut != "" {
+		if err := os.WriteFile(*pubOut, res.AuditPublicKey, 0o644); err != nil {
 			fmt.Fprintf(stderr, "relaisctl vault init: %v\n", err)
 			return 1
 		}
@@ -102,6 +118,9 @@ func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "broker AppRole role id: %s\n", res.RoleID)
 	if *secretOut != "" {
 		fmt.Fprintf(stdout, "broker AppRole secret id written to %s\n", *secretOut)
+	}
+	if *pubOut != "" {
+		fmt.Fprintf(stdout, "audit checkpoint public key written to %s\n", *pubOut)
 	}
 	return 0
 }

@@ -133,6 +133,24 @@ type AuditConfig struct {
 	SigningKeyFile   string        `yaml:"signing_key_file"`
 	PseudonymKeyFile string        `yaml:"pseudonym_key_file"`
 	Retention        time.Duration `yaml:"retention"`
+	// SigningKeyVault and PseudonymKeyVault keep the keys in Vault instead
+	// of files (tls.vault required; set up by relaisctl vault init
+	// --audit-keys): the private signing key never sits on a replica's
+	// disk, and every replica reads the same pseudonym key.
+	SigningKeyVault   *VaultTransitKey `yaml:"signing_key_vault"`
+	PseudonymKeyVault *VaultKVSecret   `yaml:"pseudonym_key_vault"`
+}
+
+// VaultTransitKey names a transit key (Ed25519) that signs checkpoints.
+type VaultTransitKey struct {
+	Mount string `yaml:"mount"`
+	Key   string `yaml:"key"`
+}
+
+// VaultKVSecret names a KV v2 secret holding the pseudonym key (hex).
+type VaultKVSecret struct {
+	Mount string `yaml:"mount"`
+	Path  string `yaml:"path"`
 }
 
 // LogConfig chooses the log format.
@@ -255,11 +273,35 @@ func (c *Config) validate() error {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format %q: want json or text", c.Log.Format)
 	}
-	if _, err := keyfile.ReadSigningKey(c.Audit.SigningKeyFile); err != nil {
-		add("audit.signing_key_file: %v", err)
+	switch a := c.Audit; {
+	case a.SigningKeyVault != nil && a.SigningKeyFile != "":
+		add("audit: give signing_key_file or signing_key_vault, not both")
+	case a.SigningKeyVault != nil:
+		if c.TLS.Vault == nil {
+			add("audit.signing_key_vault needs tls.vault (the broker reads it with its AppRole)")
+		}
+		if a.SigningKeyVault.Mount == "" || a.SigningKeyVault.Key == "" {
+			add("audit.signing_key_vault: mount and key are required")
+		}
+	default:
+		if _, err := keyfile.ReadSigningKey(a.SigningKeyFile); err != nil {
+			add("audit.signing_key_file: %v", err)
+		}
 	}
-	if _, err := c.pseudonymKey(); err != nil {
-		add("audit.pseudonym_key_file: %v", err)
+	switch a := c.Audit; {
+	case a.PseudonymKeyVault != nil && (a.PseudonymKeyFile != "" || os.Getenv("RELAIS_PSEUDONYM_KEY") != ""):
+		add("audit: give pseudonym_key_file (or RELAIS_PSEUDONYM_KEY) or pseudonym_key_vault, not both")
+	case a.PseudonymKeyVault != nil:
+		if c.TLS.Vault == nil {
+			add("audit.pseudonym_key_vault needs tls.vault (the broker reads it with its AppRole)")
+		}
+		if a.PseudonymKeyVault.Mount == "" || a.PseudonymKeyVault.Path == "" {
+			add("audit.pseudonym_key_vault: mount and path are required")
+		}
+	default:
+		if _, err := c.pseudonymKey(); err != nil {
+			add("audit.pseudonym_key_file: %v", err)
+		}
 	}
 	if c.Audit.Retention < 24*time.Hour {
 		add("audit.retention %s: at least a day (the CNIL range is 6 to 12 months)", c.Audit.Retention)

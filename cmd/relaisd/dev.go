@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/internal/devenv"
@@ -125,7 +126,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	st := &stack{
 		Catalog: cat, CA: env.CA, ServerCert: env.ServerCert, Keeper: env.ServerKeeper, Trust: env.Trust, Stores: sts, Chain: sts.Replica,
 		Sources: sourceConfig{catalog: cat, base: env.Sources, guards: env.Guards, file: o.sourcesFile, sandbox: env.Sandbox},
-		Signing: keys.Signing, Pseudonym: keys.Pseudonym,
+		Signer:  seal.Ed25519Signer(keys.Signing), Pseudonym: keys.Pseudonym,
 		Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh, DrainPeriod: o.drainPeriod,
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,13 +10,16 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/relais-broker/relais/adapters/sandbox"
+	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/certs/vaultca"
 	"github.com/relais-broker/relais/internal/keyfile"
 	"github.com/relais-broker/relais/internal/tracing"
+	"github.com/relais-broker/relais/internal/vaultkeys"
 )
 
 // runCheckConfig validates a configuration file without starting.
@@ -93,10 +97,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	if err != nil {
 		return fmt.Errorf("trust bundle: %w", err)
 	}
-	if st.Signing, err = keyfile.ReadSigningKey(cfg.Audit.SigningKeyFile); err != nil {
-		return err
-	}
-	if st.Pseudonym, err = cfg.pseudonymKey(); err != nil {
+	if st.Signer, st.Pseudonym, err = auditKeys(ctx, cfg, ca); err != nil {
 		return err
 	}
 	if st.Stores, err = configuredStores(ctx, cfg, cat, logger); err != nil {
@@ -138,4 +139,43 @@ func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog, lo
 	}
 	self := cluster.Replica{ID: cfg.ReplicaID, DataAddr: cfg.Listen.Data, AdminAddr: cfg.Listen.Admin, StartedAt: time.Now()}
 	return openPostgresStores(ctx, dsn, false, cat, time.Now, self, nil, logger)
+}
+
+// auditKeys reads the checkpoint signer and the pseudonym key: from files
+// (the same content on every replica), or from Vault with the broker's
+// AppRole — the signing key as a transit key whose private half never
+// leaves Vault, the pseudonym key from KV v2.
+func auditKeys(ctx context.Context, cfg *Config, ca certs.Authority) (seal.Signer, []byte, error) {
+	a := cfg.Audit
+	var client *api.Client
+	if a.SigningKeyVault != nil || a.PseudonymKeyVault != nil {
+		v, ok := ca.(*vaultca.CA)
+		if !ok {
+			return nil, nil, errors.New("audit keys in Vault need tls.vault")
+		}
+		client = v.Client()
+	}
+	var signer seal.Signer
+	if k := a.SigningKeyVault; k != nil {
+		s, err := vaultkeys.NewTransitSigner(ctx, client, k.Mount, k.Key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit.signing_key_vault: %w", err)
+		}
+		signer = s
+	} else {
+		key, err := keyfile.ReadSigningKey(a.SigningKeyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		signer = seal.Ed25519Signer(key)
+	}
+	if k := a.PseudonymKeyVault; k != nil {
+		key, err := vaultkeys.PseudonymKey(ctx, client, k.Mount, k.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit.pseudonym_key_vault: %w", err)
+		}
+		return signer, key, nil
+	}
+	key, err := cfg.pseudonymKey()
+	return signer, key, err
 }

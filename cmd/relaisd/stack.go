@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,9 +24,11 @@ import (
 	"github.com/relais-broker/relais/broker/audit/auditlog"
 	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/broker/metrics"
 	"github.com/relais-broker/relais/broker/ops"
 	"github.com/relais-broker/relais/broker/ratelimit"
+	"github.com/relais-broker/relais/broker/registry/pgreg"
 	"github.com/relais-broker/relais/broker/renewal"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
@@ -50,8 +51,9 @@ type stack struct {
 	// Sources are built from this: base sources overlaid with a sources
 	// file, rebuilt on SIGHUP.
 	Sources sourceConfig
-	// Signing signs audit checkpoints; Pseudonym keys subject pseudonyms.
-	Signing   ed25519.PrivateKey
+	// Signer signs audit checkpoints (a key file, or Vault transit);
+	// Pseudonym keys subject pseudonyms.
+	Signer    seal.Signer
 	Pseudonym []byte
 	// Retention of audit records (12 months when zero).
 	Retention                      time.Duration
@@ -113,7 +115,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		return err
 	}
 	mets := metrics.New()
-	auditLog, err := auditlog.Open(st.Stores.Audit, auditlog.Options{Signer: seal.Ed25519Signer(st.Signing), Chain: st.Chain,
+	auditLog, err := auditlog.Open(st.Stores.Audit, auditlog.Options{Signer: st.Signer, Chain: st.Chain,
 		Retention: st.Retention, OnCommit: mets.ObserveAuditCommit})
 	if err != nil {
 		return err
@@ -140,6 +142,9 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		Catalog: st.Catalog, Sources: firstSources.sources, Registry: st.Stores.Registry, Audit: auditLog, Logger: logger,
 		Revocations: revoked, Pseudonyms: pseudonyms, Observer: broker.Observers(mets, detector), Throttle: detector,
 		DailyQuota: st.Stores.DailyQuota, InFlight: st.Stores.InFlight, AllowDuplicateCalls: st.AllowDuplicateCalls,
+		// Each replica enforces its share of a grant's rate: the grant's rate
+		// divided by the live replicas (see broker/cluster for the tolerance).
+		RateShare: cluster.NewRateShare(st.Stores.Cluster),
 	}
 	if st.Tracing != nil {
 		cfg.TracerProvider = st.Tracing.TracerProvider()
@@ -188,6 +193,16 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	g.Go(func() error { certs.KeepTrust(gctx, st.CA, st.Trust, st.TrustRefresh, logger); return nil })
 	g.Go(func() error { certs.WatchCRL(gctx, revoked.local, st.CA, st.CRLRefresh, logger, nil); return nil })
 	g.Go(func() error { return st.Stores.Cluster.Run(gctx) })
+	// With a shared database, a committed registry change made by any
+	// replica reaches this one's snapshot (LISTEN/NOTIFY, reload on
+	// reconnect, periodic version check).
+	if f, ok := st.Stores.Registry.(interface {
+		Follow(context.Context, pgreg.FollowOptions) error
+	}); ok {
+		g.Go(func() error {
+			return f.Follow(gctx, pgreg.FollowOptions{Logger: logger, OnReload: mets.ObserveRegistryReload})
+		})
+	}
 	// One replica at a time applies the retention (to every chain).
 	g.Go(func() error {
 		return st.Stores.Cluster.Lease("audit-retention").Run(gctx, func(ctx context.Context) error { purgeDaily(ctx, auditLog, logger); return nil })
