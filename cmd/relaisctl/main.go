@@ -52,6 +52,8 @@ commands:
   audit subject                a citizen's access report: who accessed this person's data, when, why, which fields
   db migrate|status [--dsn-file F]
                                apply or list the PostgreSQL schema migrations (DSN from the file or $RELAIS_DATABASE_DSN)
+  store migrate --from bbolt:DIR --to postgres [--to-dsn-file F] --public-key FILE [--resume]
+                               copy a stopped broker's registry and audit log into an empty PostgreSQL database, then verify it
   vault init                   set up the Vault PKI for Relais (idempotent)
   credentials issue            issue a certificate and its key (the CA makes the key)
   credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCatalog(args, stdout, stderr)
 	case "db":
 		return runDB(ctx, args[1:], stdout, stderr)
+	case "store":
+		return runStore(ctx, args[1:], stdout, stderr)
 	case "vault":
 		if len(args) < 2 || args[1] != "init" {
 			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl vault init [flags]\n")

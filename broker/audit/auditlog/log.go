@@ -396,8 +396,8 @@ func (l *Log) Purge(ctx context.Context) (int, error) {
 	j := &job{err: make(chan error, 1), run: func(jctx context.Context) error {
 		now := l.opts.Clock()
 		var err error
-		n, err = l.st.Purge(jctx, now.Add(-l.opts.Retention), func(seq uint64, head string) (seal.Checkpoint, error) {
-			return seal.Sign(jctx, l.opts.Signer, seal.Checkpoint{Chain: l.opts.Chain, Seq: seq, Head: head, Time: now, Boundary: true})
+		n, err = l.st.Purge(jctx, now.Add(-l.opts.Retention), func(chain string, seq uint64, head string) (seal.Checkpoint, error) {
+			return seal.Sign(jctx, l.opts.Signer, seal.Checkpoint{Chain: chain, Seq: seq, Head: head, Time: now, Boundary: true})
 		})
 		return err
 	}}

@@ -52,8 +52,11 @@ type Storage interface {
 	// contiguous rest of the chain: a record's Time is its call's start,
 	// so it is not strictly ordered by seq; a storage that deletes by time
 	// ranges must stop before the first seq it keeps. It returns how many
-	// records it deleted; nothing to delete is 0 and no boundary.
-	Purge(ctx context.Context, before time.Time, boundary func(seq uint64, head string) (seal.Checkpoint, error)) (int, error)
+	// records it deleted; nothing to delete is 0 and no boundary. A
+	// storage shared by several chains (one per replica) purges every
+	// chain and asks boundary for each: retention runs on one replica at a
+	// time (a leader lease), and every replica signs with the same key.
+	Purge(ctx context.Context, before time.Time, boundary func(chain string, seq uint64, head string) (seal.Checkpoint, error)) (int, error)
 	// Close releases the storage.
 	Close() error
 }

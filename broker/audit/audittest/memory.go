@@ -152,7 +152,7 @@ func MergeExport(ctx context.Context, recs []seal.Sealed, cps []seal.Checkpoint,
 }
 
 // Purge implements auditlog.Storage.
-func (m *Memory) Purge(_ context.Context, before time.Time, boundary func(seq uint64, head string) (seal.Checkpoint, error)) (int, error) {
+func (m *Memory) Purge(_ context.Context, before time.Time, boundary func(chain string, seq uint64, head string) (seal.Checkpoint, error)) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
@@ -163,7 +163,7 @@ func (m *Memory) Purge(_ context.Context, before time.Time, boundary func(seq ui
 		return 0, nil
 	}
 	last := m.recs[n-1]
-	cp, err := boundary(last.Seq, last.Hash)
+	cp, err := boundary(last.Chain, last.Seq, last.Hash)
 	if err != nil {
 		return 0, err
 	}

@@ -143,7 +143,7 @@ func (s *suite) empty(t *testing.T) {
 	if q := query(t, st, audit.Filter{}); len(q) != 0 {
 		t.Fatalf("query of an empty chain: %d records", len(q))
 	}
-	n, err := st.Purge(context.Background(), T0.Add(1000*time.Hour), func(uint64, string) (seal.Checkpoint, error) {
+	n, err := st.Purge(context.Background(), T0.Add(1000*time.Hour), func(string, uint64, string) (seal.Checkpoint, error) {
 		t.Error("boundary asked on an empty chain")
 		return seal.Checkpoint{}, errors.New("no")
 	})

@@ -368,7 +368,7 @@ func (s *Store) Export(ctx context.Context, fn func(seal.Entry) error) error {
 // Purge implements auditlog.Storage: the records older than before, from
 // the start of the log, go with their index entries and the checkpoints
 // the boundary supersedes, in one transaction.
-func (s *Store) Purge(_ context.Context, before time.Time, boundary func(seq uint64, head string) (seal.Checkpoint, error)) (int, error) {
+func (s *Store) Purge(_ context.Context, before time.Time, boundary func(chain string, seq uint64, head string) (seal.Checkpoint, error)) (int, error) {
 	var last seal.Sealed
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -389,7 +389,7 @@ func (s *Store) Purge(_ context.Context, before time.Time, boundary func(seq uin
 		return 0, err
 	}
 	// Signed outside the write transaction: a remote signer may be slow.
-	cp, err := boundary(last.Seq, last.Hash)
+	cp, err := boundary("", last.Seq, last.Hash)
 	if err != nil {
 		return 0, err
 	}

@@ -671,7 +671,7 @@ func exportChain(ctx context.Context, tx pgx.Tx, chain string, fn func(seal.Entr
 // last dropped record. The database refuses a cutoff younger than 30
 // days. Other chains with records to drop make it fail: their boundary
 // needs their own writer's signature.
-func (s *Storage) Purge(ctx context.Context, before time.Time, boundary func(seq uint64, head string) (seal.Checkpoint, error)) (int, error) {
+func (s *Storage) Purge(ctx context.Context, before time.Time, boundary func(chain string, seq uint64, head string) (seal.Checkpoint, error)) (int, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return 0, fmt.Errorf("pglog: purge: %w", err)
@@ -686,18 +686,15 @@ func (s *Storage) Purge(ctx context.Context, before time.Time, boundary func(seq
 	}
 	var cps [][]byte
 	for i, chain := range chains {
-		if chain != s.chain {
-			return 0, fmt.Errorf("pglog: purge: the months before %s also hold records of chain %q, whose writer must sign its own boundary", monthOf(before).Format("2006-01"), chain)
-		}
 		if len(heads[i]) != 32 {
 			return 0, fmt.Errorf("pglog: purge: record %d has no hash", seqs[i])
 		}
 		head := seal.Hex([32]byte(heads[i]))
-		cp, err := boundary(uint64(seqs[i]), head)
+		cp, err := boundary(chain, uint64(seqs[i]), head)
 		if err != nil {
 			return 0, fmt.Errorf("pglog: purge: boundary checkpoint: %w", err)
 		}
-		if !cp.Boundary || cp.Seq != uint64(seqs[i]) || cp.Head != head || cp.Chain != s.chain {
+		if !cp.Boundary || cp.Seq != uint64(seqs[i]) || cp.Head != head || cp.Chain != chain {
 			return 0, fmt.Errorf("pglog: purge: the boundary checkpoint is not the one of record %d", seqs[i])
 		}
 		raw, err := json.Marshal(cp)
@@ -707,7 +704,7 @@ func (s *Storage) Purge(ctx context.Context, before time.Time, boundary func(seq
 		cps = append(cps, raw)
 	}
 	if len(cps) == 0 {
-		return 0, nil // nothing of this chain is old enough (empty old months stay until then)
+		return 0, nil // nothing is old enough (empty old months stay until then)
 	}
 	// The purge holds the table exclusively: give up rather than queue
 	// every append behind a long reader.

@@ -335,7 +335,7 @@ func TestBrokerRoleCannotRewriteHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	purged, err := other.Purge(ctx, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC), func(seq uint64, head string) (seal.Checkpoint, error) {
+	purged, err := other.Purge(ctx, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC), func(_ string, seq uint64, head string) (seal.Checkpoint, error) {
 		return seal.Sign(ctx, seal.Ed25519Signer(k), seal.Checkpoint{Chain: "old", Seq: seq, Head: head, Time: time.Now(), Boundary: true})
 	})
 	if err != nil || purged != 3 {
@@ -420,11 +420,12 @@ func TestPurgeRefusals(t *testing.T) {
 	}
 	st := open(t, pool, "a")
 	before := verify(t, st, k.Public().(ed25519.PublicKey))
-	sign := func(seq uint64, head string) (seal.Checkpoint, error) {
+	// A boundary signed for the wrong chain is refused, whole.
+	wrongChain := func(_ string, seq uint64, head string) (seal.Checkpoint, error) {
 		return seal.Sign(ctx, signer, seal.Checkpoint{Chain: "a", Seq: seq, Head: head, Time: time.Now(), Boundary: true})
 	}
-	if _, err := st.Purge(ctx, old.AddDate(0, 2, 0), sign); err == nil || !strings.Contains(err.Error(), `chain "b"`) {
-		t.Fatalf("purge over another chain's records: %v", err)
+	if _, err := st.Purge(ctx, old.AddDate(0, 2, 0), wrongChain); err == nil || !strings.Contains(err.Error(), "is not the one of record") {
+		t.Fatalf("purge with a boundary of the wrong chain: %v", err)
 	}
 	admin := connect(t, migrated(t, pgtest.Shared(t)))
 	stRecent := open(t, admin, "")
@@ -438,7 +439,7 @@ func TestPurgeRefusals(t *testing.T) {
 	if err := l.Append(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stRecent.Purge(ctx, time.Now().Add(24*time.Hour), func(seq uint64, head string) (seal.Checkpoint, error) {
+	if _, err := stRecent.Purge(ctx, time.Now().Add(24*time.Hour), func(_ string, seq uint64, head string) (seal.Checkpoint, error) {
 		return seal.Sign(ctx, signer, seal.Checkpoint{Seq: seq, Head: head, Time: time.Now(), Boundary: true})
 	}); err == nil || !strings.Contains(err.Error(), "younger than 30 days") {
 		t.Fatalf("purge with a recent cutoff: %v", err)
@@ -451,6 +452,26 @@ func TestPurgeRefusals(t *testing.T) {
 	}
 	if after := verify(t, st, k.Public().(ed25519.PublicKey)); !after.OK() || after.Records != before.Records || after.Records != 4 {
 		t.Fatalf("after the refused purges: %+v, before %+v", after, before)
+	}
+	// The retention leader purges every chain, signing each boundary with
+	// the key all replicas share: both chains lose their old records and
+	// still verify.
+	sign := func(chain string, seq uint64, head string) (seal.Checkpoint, error) {
+		return seal.Sign(ctx, signer, seal.Checkpoint{Chain: chain, Seq: seq, Head: head, Time: time.Now(), Boundary: true})
+	}
+	if n, err := st.Purge(ctx, old.AddDate(0, 2, 0), sign); err != nil || n != 4 {
+		t.Fatalf("purge of both chains: %d records, %v; want 4", n, err)
+	}
+	var all []seal.Entry
+	if err := pglog.ExportAll(ctx, pool, func(e seal.Entry) error { all = append(all, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	v := seal.NewVerifier(k.Public().(ed25519.PublicKey))
+	for _, e := range all {
+		v.Add(e)
+	}
+	if rep := v.Report(); !rep.OK() || rep.Records != 4 || len(rep.Chains) != 2 {
+		t.Fatalf("both chains after the purge: %+v", rep)
 	}
 }
 
@@ -546,7 +567,7 @@ func TestPurgeWithRecordsOutOfTimeOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := open(t, pool, "")
-	sign := func(seq uint64, head string) (seal.Checkpoint, error) {
+	sign := func(_ string, seq uint64, head string) (seal.Checkpoint, error) {
 		return seal.Sign(ctx, signer, seal.Checkpoint{Seq: seq, Head: head, Time: time.Now(), Boundary: true})
 	}
 	if n, err := st.Purge(ctx, time.Date(2025, 2, 15, 0, 0, 0, 0, time.UTC), sign); err != nil || n != 0 {
