@@ -76,6 +76,12 @@ type Config struct {
 	// InFlight is the duplicate-call guard; nil means the in-memory one
 	// of this process (ratelimit.MemInFlight).
 	InFlight ratelimit.InFlight
+	// RateShare, when set, is this replica's part of each grant's
+	// per-second rate and burst among the live replicas
+	// (*cluster.RateShare), so that N replicas together hold the grant's
+	// rate; nil means this process is alone. Daily caps are not shared
+	// this way: DailyQuota counts them exactly.
+	RateShare RateShare
 	// Throttle, when set, refuses the calls of a consumer whose abnormal
 	// use its grant's anomaly policy throttles (broker/anomaly).
 	Throttle Throttle
@@ -102,6 +108,12 @@ func (f fanOut) ObserveCall(r audit.Record, sourceLatency time.Duration) {
 	}
 }
 
+// RateShare scales a grant's quota to this replica's part of it at now,
+// without I/O (it runs on every call): satisfied by *cluster.RateShare.
+type RateShare interface {
+	Quota(q registry.Quota, now time.Time) registry.Quota
+}
+
 // Throttle says whether a consumer's calls are held back after abnormal
 // use, and for how long.
 type Throttle interface {
@@ -123,6 +135,7 @@ type Broker struct {
 	daily      ratelimit.DailyCounter
 	inFlight   ratelimit.InFlight
 	throttle   Throttle
+	share      RateShare
 	observer   Observer
 	allowDup   bool
 	tracer     trace.Tracer
@@ -147,6 +160,7 @@ func New(cfg Config) (*Broker, error) {
 		daily:      cfg.DailyQuota,
 		inFlight:   cfg.InFlight,
 		throttle:   cfg.Throttle,
+		share:      cfg.RateShare,
 		observer:   cfg.Observer,
 		allowDup:   cfg.AllowDuplicateCalls,
 		revoked:    cfg.Revocations,

@@ -142,9 +142,10 @@ func (b *Broker) authorize(ctx context.Context, c *call, req any, next handler) 
 }
 
 // rateLimit applies, in this order, the anomaly throttle, the grant's
-// token bucket for consumer × service (reported in the ratelimit-*
-// response headers), the duplicate-in-flight guard and only then the
-// daily quota, so that a refused duplicate does not use up the quota.
+// token bucket for consumer × service (this replica's share of it when
+// Config.RateShare is set; reported in the ratelimit-* response
+// headers), the duplicate-in-flight guard and only then the daily
+// quota, so that a refused duplicate does not use up the quota.
 func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) (any, error) {
 	now := b.now()
 	if b.throttle != nil {
@@ -153,7 +154,13 @@ func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) 
 		}
 	}
 	key := ratelimit.Key(c.consumer.SIRET, c.method.Service)
-	v := b.limiter.Allow(key, c.decision.Quota, now)
+	q := c.decision.Quota
+	if b.share != nil {
+		// This replica's part of the grant's rate and burst; the daily
+		// cap below stays the grant's own (counted in the shared store).
+		q = b.share.Quota(q, now)
+	}
+	v := b.limiter.Allow(key, q, now)
 	if v.Limit >= 0 {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(
 			"ratelimit-limit", strconv.Itoa(v.Limit),

@@ -31,6 +31,10 @@ type Metrics struct {
 	auditQueue     prometheus.GaugeFunc
 	auditQueueFunc func() float64
 	anomalies      *prometheus.CounterVec
+	// ops holds the collectors of what tells operators to act (ops.go).
+	ops opsCollectors
+	// registry holds the change feed's collectors (registry.go).
+	registry registryCollectors
 }
 
 // States a source can be in, for relais_source_state.
@@ -60,6 +64,8 @@ func New() *Metrics {
 		Help: "Abnormal use raised by the anomaly detector (at most once per window), by consumer SIRET and kind (enumeration, volume)."}, []string{"consumer", "kind"})
 	m.reg.MustRegister(m.calls, m.callLatency, m.sourceLatency, m.rejections, m.auditCommit, m.sourceState, m.certExpiry, m.auditQueue, m.anomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerOps()
+	m.registerRegistry()
 	return m
 }
 
@@ -69,6 +75,9 @@ func (m *Metrics) ObserveCall(r audit.Record, sourceLatency time.Duration) {
 	m.callLatency.WithLabelValues(r.Method).Observe(r.Latency.Seconds())
 	if r.Source != "" && sourceLatency > 0 {
 		m.sourceLatency.WithLabelValues(r.Source).Observe(sourceLatency.Seconds())
+	}
+	if r.Source != "" {
+		m.ops.sourceCalls.WithLabelValues(r.Source, r.Code).Inc()
 	}
 	switch r.Reason {
 	case "rate_limited", "daily_quota_exceeded", "duplicate_in_flight", "throttled":

@@ -40,8 +40,14 @@ type Verdict struct {
 	Limit, Remaining int
 }
 
-// Allow takes one token from key's bucket, created or resized to quota.
-// A zero rate means no limit.
+// Allow takes one token from key's bucket, created full or resized to
+// quota. A zero rate means no limit.
+//
+// A bucket whose rate or burst changed (a grant edited, or this
+// replica's share of it moving with the live replica count) is resized
+// in place: the tokens it holds are kept, capped by the new burst, and
+// refill at the new rate from now. Rebuilding it full would hand every
+// consumer a fresh burst whenever a replica joins or leaves.
 func (l *Limiter) Allow(key string, q registry.Quota, now time.Time) Verdict {
 	if q.RatePerSecond <= 0 {
 		return Verdict{Allowed: true, Limit: -1, Remaining: -1}
@@ -49,12 +55,18 @@ func (l *Limiter) Allow(key string, q registry.Quota, now time.Time) Verdict {
 	burst := max(q.Burst, 1)
 	l.mu.Lock()
 	b, ok := l.buckets[key]
-	if !ok || b.quota != q {
-		// A changed grant takes effect at once with a full bucket.
+	switch {
+	case !ok:
 		b = &bucket{quota: q, lim: rate.NewLimiter(rate.Limit(q.RatePerSecond), burst)}
 		b.lim.AllowN(now, 0)
 		l.buckets[key] = b
+	case b.quota.RatePerSecond != q.RatePerSecond || max(b.quota.Burst, 1) != burst:
+		// Tokens earned until now at the old rate first, then the new
+		// rate; the next take caps them at the new burst.
+		b.lim.SetLimitAt(now, rate.Limit(q.RatePerSecond))
+		b.lim.SetBurstAt(now, burst)
 	}
+	b.quota = q
 	l.mu.Unlock()
 	if b.lim.AllowN(now, 1) {
 		return Verdict{Allowed: true, Limit: burst, Remaining: int(math.Floor(b.lim.TokensAt(now)))}
