@@ -6,6 +6,9 @@
 //	peer    the same server behind nginx as an mTLS gRPC reverse proxy (grpc_pass)
 //	relais  relaisd serve: authn, validation, authz (rate limit off), minimisation,
 //	        sandbox adapter, durable audit with group commit
+//	relais-ha1, relais-ha2
+//	        relaisd serve replicas on one PostgreSQL behind HAProxy (TCP mode,
+//	        TLS passed through): one replica, then two (ha.go)
 //
 // and a second scenario where the source takes 20 ms (remote adapter).
 // It writes bench/RESULTS.md with the exact command, the machine and the
@@ -63,8 +66,9 @@ func main() {
 	maxTime := flag.Duration("max-time", 60*time.Second, "bound of each measurement")
 	out := flag.String("out", "bench/RESULTS.md", "results file")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of relaisd during its highest-concurrency run to this file")
+	ha := flag.Bool("ha", true, "also measure relais-ha1 and relais-ha2: replicas on PostgreSQL behind HAProxy (needs the postgresql and haproxy packages)")
 	flag.Parse()
-	if err := run(*calls, *levels, *maxTime, *out, *profile); err != nil {
+	if err := run(*calls, *levels, *maxTime, *out, *profile, *ha); err != nil {
 		fmt.Fprintln(os.Stderr, "relais-bench:", err)
 		os.Exit(1)
 	}
@@ -81,9 +85,11 @@ type env struct {
 	selfPath string
 	profile  string
 	opsAddr  map[*exec.Cmd]string
+	// cleanups run at stop, after every process exited.
+	cleanups []func()
 }
 
-func run(calls int, levelList string, maxTime time.Duration, outFile, profile string) error {
+func run(calls int, levelList string, maxTime time.Duration, outFile, profile string, ha bool) error {
 	var levels []int
 	for _, s := range strings.Split(levelList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -115,6 +121,13 @@ func run(calls int, levelList string, maxTime time.Duration, outFile, profile st
 		{"peer", peerAddr, append(peerProcs, limitProc)},
 		{"relais", relaisAddr, []*exec.Cmd{relaisProc}},
 	}
+	if ha {
+		haTargets, err := e.startHA(2, []int{1, 2})
+		if err != nil {
+			return fmt.Errorf("relais-ha targets (-ha=false to skip them): %w", err)
+		}
+		targets = append(targets, haTargets...)
+	}
 	results := map[string]map[int]result{}
 	for _, t := range targets {
 		results[t.name] = map[int]result{}
@@ -127,7 +140,7 @@ func run(calls int, levelList string, maxTime time.Duration, outFile, profile st
 				return fmt.Errorf("%s at concurrency %d: %w", t.name, c, err)
 			}
 			results[t.name][c] = r
-			fmt.Fprintf(os.Stderr, "%-6s c=%-3d %8.0f calls/s  p50 %-9s p99 %-9s cpu/call %s\n", t.name, c, r.throughput, r.p50, r.p99, r.cpuPerCall)
+			fmt.Fprintf(os.Stderr, "%-10s c=%-3d %8.0f calls/s  p50 %-9s p99 %-9s cpu/call %s\n", t.name, c, r.throughput, r.p50, r.p99, r.cpuPerCall)
 		}
 	}
 	// Scenario 2: a source that takes 20 ms, called directly and through relais.
@@ -367,6 +380,9 @@ func (e *env) stop() {
 			<-done
 		}
 	}
+	for _, f := range e.cleanups {
+		f()
+	}
 	_ = os.RemoveAll(e.dir)
 }
 
@@ -514,7 +530,7 @@ func writeResults(path string, calls int, levels []int, targets []target, res ma
 	fmt.Fprintf(&b, "# Relais performance\n\n")
 	fmt.Fprintf(&b, "One complete run of `go run ./bench/cmd/relais-bench -calls %d -levels %s` on %s, %d cores (%s), %s.\n\n",
 		calls, joinInts(levels), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	b.WriteString("All three targets answer the same family-quotient call over the same mTLS (ECDSA P-256, TLS 1.3, X25519MLKEM768 preferred) to the same Go client (min(c, 8) HTTP/2 connections), on loopback, with the client in the same 2-core machine: the figures compare the targets with each other, not with other hardware. CPU per call is the servers' user+system time from /proc (nginx workers plus the limit server for `peer`); RSS is the server process after the run.\n\n")
+	b.WriteString("All targets answer the same family-quotient call over the same mTLS (ECDSA P-256, TLS 1.3, X25519MLKEM768 preferred) to the same Go client (min(c, 8) HTTP/2 connections), on loopback, with the client in the same 2-core machine: the figures compare the targets with each other, not with other hardware. CPU per call is the servers' user+system time from /proc (nginx workers plus the limit server for `peer`); RSS is the server process after the run.\n\n")
 	b.WriteString("| target | concurrency | calls | errors | calls/s | p50 | p90 | p99 | CPU/call | RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range targets {
 		for _, c := range levels {
@@ -525,6 +541,9 @@ func writeResults(path string, calls int, levels []int, targets []target, res ma
 	b.WriteString("\n| concurrency | relais / limit (throughput) | relais / peer (throughput) |\n|---|---|---|\n")
 	for _, c := range levels {
 		fmt.Fprintf(&b, "| %d | %.2f | %.2f |\n", c, res["relais"][c].throughput/res["limit"][c].throughput, res["relais"][c].throughput/res["peer"][c].throughput)
+	}
+	if _, ok := res["relais-ha1"]; ok {
+		writeHA(&b, levels, res)
 	}
 	fmt.Fprintf(&b, "\n## A source that takes 20 ms\n\nThe limit server answering after 20 ms, called directly and through relais (remote adapter over mTLS), concurrency 8:\n\n")
 	b.WriteString("| path | calls | p50 | p99 |\n|---|---|---|---|\n")
