@@ -64,7 +64,8 @@ type Config struct {
 type Route struct {
 	// Path is appended to BaseURL; Query holds query parameters. Both
 	// may use {birth_name}, {usage_name}, {given_names} (space-joined),
-	// {first_given_name}, {sex} (F/M), {birth_date}, {birth_place_cog},
+	// {first_given_name}, {sex} (F/M), {birth_date}, {birth_year},
+	// {birth_month}, {birth_day} (unpadded), {birth_place_cog},
 	// {birth_country_cog}, {ine}, {france_travail_id}.
 	Path  string            `yaml:"path"`
 	Query map[string]string `yaml:"query"`

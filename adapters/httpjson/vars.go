@@ -2,6 +2,7 @@ package httpjson
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,12 @@ func subjectVars(in proto.Message) (map[string]string, error) {
 		}
 		vars["sex"] = map[commonv1.Sex]string{commonv1.Sex_SEX_FEMALE: "F", commonv1.Sex_SEX_MALE: "M"}[id.GetSex()]
 		vars["birth_date"], vars["birth_place_cog"], vars["birth_country_cog"] = id.GetBirthDate(), id.GetBirthPlaceCog(), id.GetBirthCountryCog()
+		// Sources that take the date of birth in parts (API particulier's
+		// anneeDateNaissance, moisDateNaissance, jourDateNaissance) get
+		// them unpadded, as they publish them.
+		if d, err := time.Parse(time.DateOnly, id.GetBirthDate()); err == nil {
+			vars["birth_year"], vars["birth_month"], vars["birth_day"] = strconv.Itoa(d.Year()), strconv.Itoa(int(d.Month())), strconv.Itoa(d.Day())
+		}
 	default:
 		return nil, fmt.Errorf("%w: the request carries no subject", source.ErrNotIdentifiable)
 	}

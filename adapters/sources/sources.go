@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -42,7 +43,8 @@ type Entry struct {
 	Kind    string        `yaml:"kind"`
 	Timeout time.Duration `yaml:"timeout"`
 	// HTTPJSON: base URL, provider, auth, and the upstream format
-	// (family_quotient_caf or job_seeker_france_travail).
+	// (family_quotient_caf, job_seeker_france_travail, rsa_cnav or
+	// national_service_dsnj).
 	BaseURL       string `yaml:"base_url"`
 	Provider      string `yaml:"provider"`
 	Format        string `yaml:"format"`
@@ -90,6 +92,19 @@ var formats = map[string]struct {
 }{
 	"family_quotient_caf":       {httpjson.FamilyQuotientMethod, httpjson.FamilyQuotientRoute},
 	"job_seeker_france_travail": {httpjson.JobSeekerMethod, httpjson.JobSeekerRoute},
+	// API particulier v3's published formats.
+	"rsa_cnav":              {httpjson.RsaMethod, httpjson.RsaRoute},
+	"national_service_dsnj": {httpjson.NationalServiceMethod, httpjson.NationalServiceRoute},
+}
+
+// formatNames lists the known formats, sorted, for error messages.
+func formatNames() string {
+	names := make([]string, 0, len(formats))
+	for name := range formats {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // Load reads and builds the file at path; sandbox is the adapter used for
@@ -148,7 +163,7 @@ func build(e Entry, cat *catalog.Catalog, sandbox source.Adapter) (Built, error)
 	case "httpjson":
 		format, ok := formats[e.Format]
 		if !ok {
-			return Built{}, fmt.Errorf("format %q: want family_quotient_caf or job_seeker_france_travail", e.Format)
+			return Built{}, fmt.Errorf("format %q: want one of %s", e.Format, formatNames())
 		}
 		if m, _ := cat.Method(format.method); m == nil || m.Service != e.Service {
 			return Built{}, fmt.Errorf("format %q does not serve %s", e.Format, e.Service)

@@ -57,3 +57,25 @@ func TestLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadParticulierFormats: the API particulier formats serve their own
+// service and no other, and an unknown format names the known ones.
+func TestLoadParticulierFormats(t *testing.T) {
+	sb := sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})
+	cat := catalog.Default()
+	built, err := sources.Load(write(t, `sources:
+  - {service: relais.rsa.v1.RsaStatusService, id: cnav, kind: httpjson, format: rsa_cnav, provider: CNAV, base_url: 'https://particulier.example'}
+  - {service: relais.nationalservice.v1.NationalServiceStatusService, id: dsnj, kind: httpjson, format: national_service_dsnj, provider: DSNJ, base_url: 'https://particulier.example'}
+`), cat, sb)
+	if err != nil || len(built) != 2 || built[0].ID != "dsnj" || built[1].ID != "cnav" {
+		t.Fatalf("load: %+v, %v", built, err)
+	}
+	for name, tc := range map[string]struct{ body, want string }{
+		"format of another service": {"sources:\n  - {service: relais.aah.v1.DisabledAdultAllowanceService, id: x, kind: httpjson, format: rsa_cnav, provider: p, base_url: 'https://x'}\n", "does not serve"},
+		"unknown format":            {"sources:\n  - {service: relais.rsa.v1.RsaStatusService, id: x, kind: httpjson, format: rsa_caf, provider: p, base_url: 'https://x'}\n", "want one of family_quotient_caf, job_seeker_france_travail, national_service_dsnj, rsa_cnav"},
+	} {
+		if _, err := sources.Load(write(t, tc.body), cat, sb); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}

@@ -168,12 +168,13 @@ func printWelcome(w io.Writer, addr, adminAddr, dataDir string, env *devenv.Env,
 // directory, or the PostgreSQL database of --postgres (schema migrated,
 // dev CA and keys pulled from it; joined says they were there already).
 func devStores(ctx context.Context, o devOptions, cat *catalog.Catalog, vault bool, logger *slog.Logger) (*stores, bool, error) {
+	// The data directory is created on first start.
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, false, err
+	}
 	if o.postgres == "" {
 		sts, err := openBoltStores(o.dataDir, cat, time.Now)
 		return sts, false, err
-	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return nil, false, err
 	}
 	self := cluster.Replica{ID: o.replicaID, DataAddr: o.listen, AdminAddr: o.adminListen, StartedAt: time.Now()}
 	sts, err := openPostgresStores(ctx, o.postgres, true, cat, time.Now, self, devReplicaIDs, logger)

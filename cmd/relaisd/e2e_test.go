@@ -96,10 +96,11 @@ type devBroker struct {
 }
 
 // startDev runs `relaisd dev` on a free loopback port and waits for its
-// welcome text.
+// welcome text. Its data directory does not exist yet, as on a new user's
+// first `go run ./cmd/relaisd dev`.
 func startDev(t *testing.T) *devBroker {
 	t.Helper()
-	return startDevIn(t, t.TempDir())
+	return startDevIn(t, filepath.Join(t.TempDir(), "relais-dev"))
 }
 
 // startDevIn runs `relaisd dev` with dataDir and extra flags.

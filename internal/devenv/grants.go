@@ -65,6 +65,14 @@ func DemoData(cat *catalog.Catalog, now time.Time) ([]registry.Consumer, []regis
 		"relais.familyquotient.v1.FamilyQuotientService":     {"family_quotient.value"},
 		"relais.healthcover.v1.SolidarityHealthCoverService": {"solidarity_health_cover.status"},
 		"relais.jobseeker.v1.JobSeekerStatusService":         {"job_seeker.registration"},
+		// What a CCAS instructing an aid checks: whether the person
+		// already receives a minimum income or the AAH, and what France
+		// Travail paid per month; never the single-parent increase, the
+		// AAH dates or the detail of each payment.
+		"relais.rsa.v1.RsaStatusService":                       {"rsa.status"},
+		"relais.activitybonus.v1.ActivityBonusService":         {"activity_bonus.status"},
+		"relais.aah.v1.DisabledAdultAllowanceService":          {"disabled_adult_allowance.status"},
+		"relais.jobseekerpayments.v1.JobSeekerPaymentsService": {"job_seeker_payments.monthly"},
 	}
 	for svc, scopes := range limited {
 		grants = append(grants, registry.Grant{

@@ -18,7 +18,7 @@ import (
 
 // Version is the schema version this build needs: the highest embedded
 // migration (a test keeps them equal).
-const Version int64 = 5
+const Version int64 = 6
 
 // lockID is the advisory lock that serialises `relaisctl db migrate` runs
 // on one database ("relais" in ASCII), so two replicas migrating at once
@@ -48,11 +48,11 @@ func Migrate(ctx context.Context, dsn string) (version int64, err error) {
 		return current, &schemaError{ErrSchemaTooNew, fmt.Sprintf("database schema is at version %d, newer than this relaisctl knows (%d): upgrade relaisctl", current, Version)}
 	}
 	if _, err := p.Up(ctx); err != nil {
-		return 0, redact(fmt.Errorf("migrate: %w", err), password)
+		return 0, Redact(fmt.Errorf("migrate: %w", err), password)
 	}
 	v, err := p.GetDBVersion(ctx)
 	if err != nil {
-		return 0, redact(fmt.Errorf("schema version: %w", err), password)
+		return 0, Redact(fmt.Errorf("schema version: %w", err), password)
 	}
 	return v, nil
 }
@@ -75,7 +75,7 @@ func Status(ctx context.Context, dsn string) (current int64, migrations []Migrat
 	defer closeDB()
 	st, err := p.Status(ctx)
 	if err != nil {
-		return 0, nil, redact(fmt.Errorf("migration status: %w", err), password)
+		return 0, nil, Redact(fmt.Errorf("migration status: %w", err), password)
 	}
 	for _, s := range st {
 		migrations = append(migrations, MigrationState{
@@ -86,7 +86,7 @@ func Status(ctx context.Context, dsn string) (current int64, migrations []Migrat
 	}
 	current, err = p.GetDBVersion(ctx)
 	if err != nil {
-		return 0, nil, redact(fmt.Errorf("schema version: %w", err), password)
+		return 0, nil, Redact(fmt.Errorf("schema version: %w", err), password)
 	}
 	return current, migrations, nil
 }

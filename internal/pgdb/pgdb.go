@@ -62,11 +62,11 @@ func Connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	password := cfg.ConnConfig.Password
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, redact(fmt.Errorf("open database pool: %w", err), password)
+		return nil, Redact(fmt.Errorf("open database pool: %w", err), password)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, redact(fmt.Errorf("connect to database: %w", err), password)
+		return nil, Redact(fmt.Errorf("connect to database: %w", err), password)
 	}
 	return pool, nil
 }
@@ -84,9 +84,10 @@ func parseConn(dsn string) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
-// redact removes password from err's text, keeping the chain for errors.Is
-// and errors.As.
-func redact(err error, password string) error {
+// Redact removes password from err's text, keeping the chain for
+// errors.Is and errors.As: every error about a connection goes through it
+// before it is returned or logged.
+func Redact(err error, password string) error {
 	if err == nil || password == "" || !strings.Contains(err.Error(), password) {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/relais-broker/relais/broker/cluster"
+	"github.com/relais-broker/relais/internal/pgdb"
 )
 
 // lockSpace is the first key of every advisory lock of this package
@@ -163,13 +164,13 @@ func (c *Cluster) openSession(ctx context.Context, abandoned *sessionID) (*sessi
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, redact(fmt.Errorf("connect to database: %w", err), password)
+		return nil, pgdb.Redact(fmt.Errorf("connect to database: %w", err), password)
 	}
 	s := &session{conn: conn}
 	err = conn.QueryRow(ctx, `SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&s.id.pid, &s.id.start)
 	if err != nil {
 		s.close()
-		return nil, redact(fmt.Errorf("open cluster session: %w", err), password)
+		return nil, pgdb.Redact(fmt.Errorf("open cluster session: %w", err), password)
 	}
 	if abandoned != nil {
 		// pg_terminate_backend waits (up to 2 s) for the session to end, so
@@ -228,20 +229,3 @@ SELECT key FROM ins UNION ALL SELECT key FROM cluster_lock WHERE name = $1`
 	}
 	return 0, fmt.Errorf("number lock %s: %w", name, err)
 }
-
-// redact removes password from err's text (pgx's messages do not quote it
-// today; this keeps it so).
-func redact(err error, password string) error {
-	if err == nil || password == "" || !strings.Contains(err.Error(), password) {
-		return err
-	}
-	return &redactedError{msg: strings.ReplaceAll(err.Error(), password, "xxxxx"), cause: err}
-}
-
-type redactedError struct {
-	msg   string
-	cause error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.cause }

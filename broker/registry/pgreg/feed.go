@@ -5,12 +5,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/relais-broker/relais/internal/pgdb"
 )
 
 // The change feed (issue 14) keeps a Store's snapshot within a bounded
@@ -122,12 +122,7 @@ type feed struct {
 }
 
 // text is err's message for the logs, without the password.
-func (f *feed) text(err error) string {
-	if f.password == "" {
-		return err.Error()
-	}
-	return strings.ReplaceAll(err.Error(), f.password, "xxxxx")
-}
+func (f *feed) text(err error) string { return pgdb.Redact(err, f.password).Error() }
 
 func (f *feed) signal() {
 	select {
