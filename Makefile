@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN   := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: test tools lint generate check-generated vet gotest vault
+.PHONY: test tools lint generate check-generated vet gotest vault bundle
 
 ## test: everything CI checks: proto lint, generated code in step, vet, race tests
 test: tools lint check-generated vet gotest
@@ -21,12 +21,35 @@ generate:
 	buf generate
 	buf generate --template buf.gen.docs.yaml
 	go test ./broker/catalog ./broker/errcat ./adapters/sandbox -run TestDocsInStep -args -update >/dev/null
+	$(MAKE) --no-print-directory bundle
+
+## bundle: rebuild docs/proto, the consumers' proto bundle (docs/clients.md)
+bundle:
+	@rm -rf docs/proto && $(MAKE) --no-print-directory bundle-into BUNDLE_OUT=docs/proto
+
+# bundle-into writes the bundle into $(BUNDLE_OUT): every public service of
+# the tree and its imports as buf exports them (all but the operators'
+# admin API), the google/rpc error protos printed from the descriptors the
+# broker encodes its errors with (go.mod), and the well-known types these
+# import, in the version buf compiles against (tools/go.mod).
+bundle-into:
+	@[ -n "$(BUNDLE_OUT)" ] || { echo "bundle-into: BUNDLE_OUT is required"; exit 2; }
+	buf export . --exclude-path proto/relais/admin -o "$(BUNDLE_OUT)"
+	go run ./docs/internal/rpcproto -o "$(BUNDLE_OUT)"
+	@wkt=$$(cd tools && go list -m -f '{{.Dir}}' github.com/bufbuild/protocompile)/wellknownimports && \
+	mkdir -p "$(BUNDLE_OUT)/google/protobuf" && \
+	for pass in 1 2 3; do \
+	  for f in $$(grep -rhoE '^import "google/protobuf/[a-z_]+\.proto"' "$(BUNDLE_OUT)" | cut -d'"' -f2 | LC_ALL=C sort -u); do \
+	    install -m 0644 "$$wkt/$$f" "$(BUNDLE_OUT)/$$f" || exit 1; \
+	  done; \
+	done
 
 ## check-generated: fail when regeneration would change any committed file
 check-generated:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	buf generate -o "$$tmp" && \
 	buf generate --template buf.gen.docs.yaml -o "$$tmp" && \
+	$(MAKE) --no-print-directory bundle-into BUNDLE_OUT="$$tmp/docs/proto" >/dev/null && \
 	status=0 && \
 	while IFS= read -r f; do \
 	  rel=$${f#"$$tmp"/}; \
@@ -34,6 +57,9 @@ check-generated:
 	done < <(find "$$tmp" -type f) && \
 	for f in $$(git ls-files 'proto/*.pb.go'); do \
 	  [ -f "$$tmp/$$f" ] || { echo "generated file without source: $$f"; status=1; }; \
+	done && \
+	for f in $$(find docs/proto -type f 2>/dev/null); do \
+	  [ -f "$$tmp/$$f" ] || { echo "stale bundle file: $$f (run make bundle)"; status=1; }; \
 	done && exit $$status
 
 vet:

@@ -63,6 +63,18 @@ func ServerConfig(src *CertSource, trust *TrustPool, opts ...ServerOption) *tls.
 		}
 		return verifyClientChain(trust.Pool(), cs.PeerCertificates)
 	}
+	if o.noALPN != nil {
+		verify := base.VerifyConnection
+		base.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return err
+			}
+			if cs.NegotiatedProtocol == "" {
+				o.noALPN(cs)
+			}
+			return nil
+		}
+	}
 	cfg := base.Clone()
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		pool := trust.Pool()
@@ -81,6 +93,15 @@ type ServerOption func(*serverOptions)
 
 type serverOptions struct {
 	revoked RevocationChecker
+	noALPN  func(tls.ConnectionState)
+}
+
+// OnNoALPN calls f for each otherwise valid handshake in which the client
+// negotiated no ALPN protocol: gRPC then closes the connection without a
+// word to the client, so the server must say why (log and count it). For
+// gRPC listeners only: an HTTP/1.1 client rightly offers no ALPN.
+func OnNoALPN(f func(tls.ConnectionState)) ServerOption {
+	return func(o *serverOptions) { o.noALPN = f }
 }
 
 // RevocationChecker says whether a certificate serial (identity.SerialHex)

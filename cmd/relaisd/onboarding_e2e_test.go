@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relais-broker/relais/broker/catalog"
 )
 
 // TestOnboardingWithRelaisctl onboards a new public body end to end with
@@ -52,7 +54,7 @@ func TestOnboardingWithRelaisctl(t *testing.T) {
 	if out := run("relaisctl credentials list --consumer " + siret + " " + admin); !strings.Contains(out, serial[1]) || !strings.Contains(out, "active") || !strings.Contains(out, "admin") {
 		t.Fatalf("credentials list does not show the issued certificate:\n%s", out)
 	}
-	if out := run("relaisctl sources list " + admin); strings.Count(out, " ok ") != 5 {
+	if out := run("relaisctl sources list " + admin); strings.Count(out, " ok ") != len(catalog.Default().Services()) {
 		t.Fatalf("sources list:\n%s", out)
 	}
 

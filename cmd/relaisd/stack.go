@@ -233,8 +233,12 @@ func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocat
 	if err != nil {
 		return nil, err
 	}
+	// The gateway's clients may rightly offer no ALPN (HTTP/1.1); a gRPC
+	// client without h2 is closed by the transport, so it is logged and
+	// counted instead of vanishing silently.
 	tlsCfg := certs.ServerConfig(st.ServerCert, st.Trust, certs.RejectRevoked(revoked))
-	opts := append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))
+	grpcTLS := certs.ServerConfig(st.ServerCert, st.Trust, certs.RejectRevoked(revoked), certs.OnNoALPN(mets.RegisterNoALPN(logger)))
+	opts := append(broker.ServerOptions(), grpc.Creds(credentials.NewTLS(grpcTLS)))
 	if st.Tracing != nil {
 		opts = append(opts, st.Tracing.ServerOption())
 	}
@@ -322,6 +326,7 @@ func webHandler(b *broker.Broker) http.Handler {
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
 		_, _ = w.Write(docs.Reference)
 	})
+	mux.HandleFunc("GET /docs/proto.tar.gz", docs.ServeProtoBundle)
 	mux.Handle("/", b.HTTPHandler())
 	return mux
 }
