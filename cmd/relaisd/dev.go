@@ -139,7 +139,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 	}
 	return runStack(ctx, st, logger, func(data, adminAddr, opsAddr, web string) {
 		printWelcome(stdout, data, adminAddr, o.dataDir, env, []string{
-			fmt.Sprintf("HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json)", web),
+			fmt.Sprintf("HTTPS/JSON:     https://%s/<package.Service>/<Method> (mTLS; OpenAPI at /docs/openapi.json, proto bundle at /docs/proto.tar.gz)", web),
 			fmt.Sprintf("operations:     http://%s/metrics /healthz /readyz", opsAddr),
 			fmt.Sprintf("audit log:      %s (verify the running broker: relaisctl audit verify --online --admin-addr %s --operator-dir %s --public-key %s)",
 				auditWhere(o, sts), adminAddr, env.OperatorDir(), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
