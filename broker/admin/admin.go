@@ -68,6 +68,11 @@ type Config struct {
 	Observer callchain.Observer
 	// Anomalies, when set, serves AnomalyAdminService (broker/anomaly).
 	Anomalies AnomalyLister
+	// Reminders, when set, serves ReminderAdminService (broker/reminders).
+	Reminders ReminderLister
+	// Backups, when set, serves BackupAdminService: the bbolt store files
+	// an online backup copies (backup.go).
+	Backups []BackupFile
 }
 
 // Server implements the admin services.
@@ -133,6 +138,10 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	if s.cfg.Anomalies != nil {
 		srv.RegisterService(s.lazy(&adminv1.AnomalyAdminService_ServiceDesc), &anomalies{list: s.cfg.Anomalies})
 	}
+	if s.cfg.Reminders != nil {
+		srv.RegisterService(s.lazy(&adminv1.ReminderAdminService_ServiceDesc), &reminderList{list: s.cfg.Reminders})
+	}
+	s.registerBackups(srv)
 	return srv
 }
 

@@ -19,6 +19,7 @@ import (
 type opsCollectors struct {
 	sourceCalls     *prometheus.CounterVec
 	consumerCert    *prometheus.GaugeVec
+	consumerIssued  *prometheus.GaugeVec
 	grantExpiry     *prometheus.GaugeVec
 	crlSuccess      prometheus.Gauge
 	crlFailures     prometheus.Counter
@@ -41,6 +42,8 @@ func (m *Metrics) registerOps() {
 		Help: "Calls that reached a source adapter, by source and gRPC code (the error ratio of a source)."}, []string{"source", "code"})
 	o.consumerCert = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_consumer_certificate_expiry_timestamp_seconds",
 		Help: "Expiry (Unix time) of each active consumer's newest active certificate, by consumer SIRET."}, []string{"consumer"})
+	o.consumerIssued = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_consumer_certificate_issued_timestamp_seconds",
+		Help: "Start of validity (Unix time) of the certificate relais_consumer_certificate_expiry_timestamp_seconds describes: with it, alerts judge the time left against the lifetime."}, []string{"consumer"})
 	o.grantExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_grant_expiry_timestamp_seconds",
 		Help: "End (Unix time) of each unrevoked grant still in force, by consumer SIRET, service and grant id."}, []string{"consumer", "service", "grant"})
 	o.crlSuccess = prometheus.NewGauge(prometheus.GaugeOpts{Name: "relais_crl_last_success_timestamp_seconds",
@@ -69,7 +72,7 @@ func (m *Metrics) registerOps() {
 		Help: "Reminders due but not yet sent (retried after a failure)."})
 	o.reminderLastRun = prometheus.NewGauge(prometheus.GaugeOpts{Name: "relais_reminders_last_run_timestamp_seconds",
 		Help: "When (Unix time) the reminder job last completed a pass (on the replica holding its lease)."})
-	m.reg.MustRegister(o.sourceCalls, o.consumerCert, o.grantExpiry, o.crlSuccess, o.crlFailures, o.trustSuccess, o.trustFailures,
+	m.reg.MustRegister(o.sourceCalls, o.consumerCert, o.consumerIssued, o.grantExpiry, o.crlSuccess, o.crlFailures, o.trustSuccess, o.trustFailures,
 		o.issuances, o.auditFailures, o.ready, o.readinessCheck, o.replicasLive, o.replicasWanted, o.reminders, o.remindersDue, o.reminderLastRun)
 }
 
@@ -78,18 +81,22 @@ func (m *Metrics) registerOps() {
 // newest active certificate (an older one still valid after a renewal is
 // not what will stop its calls); ended or revoked grants are dropped.
 func (m *Metrics) SetRegistryExpiries(now time.Time, creds []registry.CredentialRecord, grants []registry.Grant) {
-	newest := map[string]time.Time{}
+	newest := map[string]registry.CredentialRecord{}
 	for _, r := range creds {
 		if r.Kind != "consumer" || r.Status != registry.CredentialActive || !r.NotAfter.After(now) {
 			continue
 		}
-		if r.NotAfter.After(newest[r.Subject]) {
-			newest[r.Subject] = r.NotAfter
+		if r.NotAfter.After(newest[r.Subject].NotAfter) {
+			newest[r.Subject] = r
 		}
 	}
 	m.ops.consumerCert.Reset()
-	for siret, t := range newest {
-		m.ops.consumerCert.WithLabelValues(siret).Set(float64(t.Unix()))
+	m.ops.consumerIssued.Reset()
+	for siret, r := range newest {
+		m.ops.consumerCert.WithLabelValues(siret).Set(float64(r.NotAfter.Unix()))
+		if !r.NotBefore.IsZero() {
+			m.ops.consumerIssued.WithLabelValues(siret).Set(float64(r.NotBefore.Unix()))
+		}
 	}
 	m.ops.grantExpiry.Reset()
 	for _, g := range grants {
@@ -215,7 +222,7 @@ func Families() []Family {
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
 		o := &m.ops
-		for _, c := range []prometheus.Collector{o.sourceCalls, o.consumerCert, o.grantExpiry, o.crlSuccess, o.crlFailures, o.trustSuccess,
+		for _, c := range []prometheus.Collector{o.sourceCalls, o.consumerCert, o.consumerIssued, o.grantExpiry, o.crlSuccess, o.crlFailures, o.trustSuccess,
 			o.trustFailures, o.issuances, o.auditFailures, o.ready, o.readinessCheck, o.replicasLive, o.replicasWanted, o.reminders, o.remindersDue, o.reminderLastRun} {
 			c.Describe(ch)
 		}

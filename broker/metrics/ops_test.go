@@ -56,7 +56,7 @@ func TestRegistryExpiriesPerConsumerAndGrant(t *testing.T) {
 	creds := []registry.CredentialRecord{
 		{Serial: "01", Kind: "consumer", Subject: "21990000100005", NotAfter: now.Add(48 * time.Hour), Status: registry.CredentialActive},
 		// Renewed: the newest active certificate is what will stop the calls.
-		{Serial: "02", Kind: "consumer", Subject: "21990000100005", NotAfter: now.Add(90 * 24 * time.Hour), Status: registry.CredentialActive},
+		{Serial: "02", Kind: "consumer", Subject: "21990000100005", NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), Status: registry.CredentialActive},
 		{Serial: "03", Kind: "consumer", Subject: "21990000200003", NotAfter: now.Add(200 * 24 * time.Hour), Status: registry.CredentialRevoked},
 		{Serial: "04", Kind: "consumer", Subject: "21990000200003", NotAfter: now.Add(5 * 24 * time.Hour), Status: registry.CredentialActive},
 		{Serial: "05", Kind: "consumer", Subject: "21990000300001", NotAfter: now.Add(-time.Hour), Status: registry.CredentialActive},
@@ -81,6 +81,10 @@ func TestRegistryExpiriesPerConsumerAndGrant(t *testing.T) {
 		if certs[k] != v {
 			t.Errorf("%s = %v, want %v", k, certs[k], v)
 		}
+	}
+	issued := values(fams["relais_consumer_certificate_issued_timestamp_seconds"])
+	if len(issued) != 1 || issued["consumer=21990000100005"] != float64(now.Unix()) {
+		t.Fatalf("issued = %v (only the records with a NotBefore, of the newest certificate)", issued)
 	}
 	gs := values(fams["relais_grant_expiry_timestamp_seconds"])
 	if len(gs) != 1 || gs["consumer=21990000100005,grant=g1,service=s.S"] != float64(now.Add(10*24*time.Hour).Unix()) {
@@ -183,7 +187,7 @@ func TestFamiliesListsWhatIsExported(t *testing.T) {
 	m.SetSourceState("sandbox/s.S", "ok")
 	m.SetCertExpiry("server", time.Now())
 	now := time.Now()
-	m.SetRegistryExpiries(now, []registry.CredentialRecord{{Kind: "consumer", Subject: "21990000100005", NotAfter: now.Add(time.Hour), Status: registry.CredentialActive}},
+	m.SetRegistryExpiries(now, []registry.CredentialRecord{{Kind: "consumer", Subject: "21990000100005", NotBefore: now, NotAfter: now.Add(time.Hour), Status: registry.CredentialActive}},
 		[]registry.Grant{{ID: "g", Consumer: "21990000100005", Service: "s.S", NotAfter: now.Add(time.Hour)}})
 	m.ObserveCRLRefresh(now, nil)
 	m.ObserveCRLRefresh(now, errors.New("x"))

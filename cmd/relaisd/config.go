@@ -49,6 +49,12 @@ type Config struct {
 	// Default 5s with store kind postgres (replicas behind a balancer), 0
 	// with bbolt.
 	DrainPeriod *time.Duration `yaml:"drain_period"`
+	// Reminders mails the consumers' contacts before their certificates
+	// and grants end (off when omitted).
+	Reminders RemindersConfig `yaml:"reminders"`
+	// ExpectedReplicas is how many replicas this deployment runs, for the
+	// "replicas missing" alert (0: not alerted on).
+	ExpectedReplicas int `yaml:"expected_replicas"`
 }
 
 // StoreConfig chooses where the broker's state lives: bbolt files in
@@ -305,6 +311,12 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.Retention < 24*time.Hour {
 		add("audit.retention %s: at least a day (the CNIL range is 6 to 12 months)", c.Audit.Retention)
+	}
+	if err := c.Reminders.validate(); err != nil {
+		add("%v", err)
+	}
+	if c.ExpectedReplicas < 0 {
+		add("expected_replicas %d: 0 or more", c.ExpectedReplicas)
 	}
 	if err := c.Anomaly.Validate(); err != nil {
 		add("anomaly: %v", err)

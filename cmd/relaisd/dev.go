@@ -129,6 +129,7 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		Signer:  seal.Ed25519Signer(keys.Signing), Pseudonym: keys.Pseudonym,
 		Listen: o.listen, AdminListen: o.adminListen, OpsListen: o.opsListen, HTTPListen: o.httpListen,
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh, DrainPeriod: o.drainPeriod,
+		Reminders: devReminders(o.dataDir), DataDir: o.dataDir,
 	}
 	tc := tracing.Config{Exporter: "none"}
 	if o.otlp != "" {

@@ -80,6 +80,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 		Catalog: cat, CA: ca, ServerCert: certs.NewCertSource(), Trust: certs.NewTrustPool(),
 		Sources:   sourceConfig{catalog: cat, file: cfg.SourcesFile, sandbox: sandbox.New(sandbox.Default(), sandbox.Options{SourceID: "sandbox"})},
 		Retention: cfg.Audit.Retention, Anomaly: cfg.Anomaly, DrainPeriod: *cfg.DrainPeriod,
+		Reminders: cfg.Reminders, DataDir: cfg.DataDir, ExpectedReplicas: cfg.ExpectedReplicas,
 		Listen: cfg.Listen.Data, AdminListen: cfg.Listen.Admin, OpsListen: cfg.Listen.Ops, HTTPListen: cfg.Listen.HTTP,
 		CRLRefresh: cfg.TLS.CRLRefresh, TrustRefresh: cfg.TLS.TrustRefresh, AllowDuplicateCalls: cfg.Limits.AllowDuplicateCalls,
 	}

@@ -28,7 +28,9 @@ import (
 	"github.com/relais-broker/relais/broker/metrics"
 	"github.com/relais-broker/relais/broker/ops"
 	"github.com/relais-broker/relais/broker/ratelimit"
+	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/pgreg"
+	"github.com/relais-broker/relais/broker/reminders"
 	"github.com/relais-broker/relais/broker/renewal"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/certs"
@@ -67,6 +69,13 @@ type stack struct {
 	Tracing *tracing.Tracing
 	// Anomaly tunes the abnormal-use detector (zero: its defaults).
 	Anomaly anomaly.Config
+	// Reminders mails the consumers' contacts before their certificates
+	// and grants end; DataDir holds its bbolt file (store kind bbolt).
+	Reminders RemindersConfig
+	DataDir   string
+	// ExpectedReplicas is how many replicas the deployment runs (0:
+	// unknown), for the "replicas missing" alert.
+	ExpectedReplicas int
 	// DrainPeriod: on SIGTERM, /readyz turns not ready at once and the
 	// listeners keep serving this long, so a load balancer stops routing
 	// here before the servers stop.
@@ -116,7 +125,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	}
 	mets := metrics.New()
 	auditLog, err := auditlog.Open(st.Stores.Audit, auditlog.Options{Signer: st.Signer, Chain: st.Chain,
-		Retention: st.Retention, OnCommit: mets.ObserveAuditCommit})
+		Retention: st.Retention, OnCommit: mets.ObserveAuditCommit, OnCommitError: func(error) { mets.ObserveAuditFailure() }})
 	if err != nil {
 		return err
 	}
@@ -158,12 +167,21 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// The CA as the alert rules see it: issuance, trust bundle and CRL
+	// outcomes are counted.
+	st.CA = newObservedCA(st.CA, mets)
+	st.Keeper.Issuer = st.CA
 	runner := &sourceRunner{cfg: st.Sources, logger: logger, group: g, ctx: gctx}
 	runner.start(firstSources)
 	// Closed after the group (deferred calls run last-in first-out, before the audit log's).
 	defer runner.closeAll()
+	rem, closeRem, err := startReminders(gctx, g, st.Reminders, st.Stores, st.DataDir, auditLog, mets, logger)
+	if err != nil {
+		return errors.Join(err, abort(g))
+	}
+	defer func() { _ = closeRem() }()
 	var draining atomic.Bool
-	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, detector, &draining, logger)
+	servers, err := st.servers(b, runner, revoked, pseudonyms, mets, auditLog, detector, rem, &draining, logger)
 	if err != nil {
 		return errors.Join(err, abort(g))
 	}
@@ -208,6 +226,10 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		return st.Stores.Cluster.Lease("audit-retention").Run(gctx, func(ctx context.Context) error { purgeDaily(ctx, auditLog, logger); return nil })
 	})
 	g.Go(func() error { st.watchGauges(gctx, mets, runner); return nil })
+	g.Go(func() error {
+		mets.WatchReadiness(gctx, 10*time.Second, readinessResults(st.readiness(auditLog, &draining)))
+		return nil
+	})
 	g.Go(func() error { runner.reloadOnHUP(gctx, b); return nil })
 
 	announce(ls.data.Addr().String(), ls.admin.Addr().String(), ls.ops.Addr().String(), ls.web.Addr().String())
@@ -221,15 +243,19 @@ type servers struct {
 }
 
 func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocations, pseudonyms *subject.Pseudonymizer,
-	mets *metrics.Metrics, auditLog *auditlog.Log, detector *anomaly.Detector, draining *atomic.Bool, logger *slog.Logger) (*servers, error) {
+	mets *metrics.Metrics, auditLog *auditlog.Log, detector *anomaly.Detector, rem *reminders.Job, draining *atomic.Bool, logger *slog.Logger) (*servers, error) {
 	reg := st.Stores.Registry
 	renew, err := renewal.New(renewal.Config{Signer: st.CA, Registry: reg, Records: reg, Catalog: st.Catalog, Audit: auditLog, Revocations: revoked, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	adm, err := admin.New(admin.Config{Issuer: st.CA, Revocations: revoked, Registry: reg,
+	admCfg := admin.Config{Issuer: st.CA, Revocations: revoked, Registry: reg,
 		Sources: func() []admin.SourceInfo { return sourceInfo(st.Catalog, runner.current()) },
-		Audit:   auditLog, AuditLog: auditReader{Log: auditLog, pool: st.Stores.Pool}, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector})
+		Audit:   auditLog, AuditLog: auditReader{Log: auditLog, pool: st.Stores.Pool}, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector}
+	if rem != nil { // a nil *Job would be a non-nil interface
+		admCfg.Reminders = rem
+	}
+	adm, err := admin.New(admCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +424,11 @@ func (st *stack) watchGauges(ctx context.Context, mets *metrics.Metrics, runner 
 			if !soonest.IsZero() {
 				mets.SetCertExpiry("consumer_soonest", soonest)
 			}
+			if gs, err := st.Stores.Registry.ListGrants(ctx, registry.GrantFilter{}); err == nil {
+				mets.SetRegistryExpiries(time.Now(), recs, gs)
+			}
 		}
+		mets.SetReplicas(st.Stores.Cluster.Live(time.Now()), st.ExpectedReplicas)
 		select {
 		case <-ctx.Done():
 			return

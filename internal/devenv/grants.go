@@ -82,8 +82,12 @@ func DemoData(cat *catalog.Catalog, now time.Time) ([]registry.Consumer, []regis
 		})
 	}
 	consumers := []registry.Consumer{
-		{SIRET: FullConsumer.SIRET, Name: FullConsumer.Name, Status: registry.StatusActive},
-		{SIRET: LimitedConsumer.SIRET, Name: LimitedConsumer.Name, Status: registry.StatusActive},
+		// Fictitious contacts (the .example domain never delivers): dev mode's
+		// expiry reminders are written to DIR/dev/outbox for them.
+		{SIRET: FullConsumer.SIRET, Name: FullConsumer.Name, Status: registry.StatusActive,
+			Contacts: []registry.Contact{{Name: "DSI de la mairie (démo)", Email: "dsi@mairie-exemple.example"}}},
+		{SIRET: LimitedConsumer.SIRET, Name: LimitedConsumer.Name, Status: registry.StatusActive,
+			Contacts: []registry.Contact{{Name: "Direction du CCAS (démo)", Email: "direction@ccas-demoville.example"}}},
 	}
 	return consumers, grants
 }

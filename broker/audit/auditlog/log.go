@@ -37,8 +37,9 @@ type Options struct {
 	// the CNIL range is 6 to 12 months).
 	Retention time.Duration
 	// OnCommit, when set, is told each commit's duration and number of
-	// records (metrics).
-	OnCommit func(d time.Duration, records int)
+	// records (metrics); OnCommitError each failed commit (alerts).
+	OnCommit      func(d time.Duration, records int)
+	OnCommitError func(err error)
 	// Clock is the time of checkpoints and retention (time.Now when nil).
 	Clock func() time.Time
 	// CommitTimeout bounds one commit (10 s when zero): the appends of a
@@ -264,6 +265,9 @@ func (l *Log) writer() {
 		if err != nil {
 			err = fmt.Errorf("audit: commit: %w", err)
 			stale = true
+			if l.opts.OnCommitError != nil {
+				l.opts.OnCommitError(err)
+			}
 		} else {
 			l.setHead(head)
 		}
