@@ -2,47 +2,43 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
-// runAnomalies lists the abnormal use the broker detected (admin API),
+// anomaliesCmd lists the abnormal use the broker detected (admin API),
 // for the operator to follow up.
-func runAnomalies(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) int {
-	if verb != "list" {
-		fmt.Fprintf(stderr, "relaisctl: unknown anomalies command %q (list)\n", verb)
-		return 2
-	}
-	fs := flag.NewFlagSet("relaisctl anomalies list", flag.ContinueOnError)
-	consumer := fs.String("consumer", "", "keep this consumer SIRET's anomalies")
-	af := addAdminFlags(fs)
-	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-		}
-		resp, err := adminv1.NewAnomalyAdminServiceClient(conn).ListAnomalies(ctx, &adminv1.ListAnomaliesRequest{ConsumerSiret: *consumer})
-		if err != nil {
-			return err
-		}
-		if af.output == "json" {
-			return writeProtoJSON(out, resp)
-		}
-		return printAnomalies(out, resp.GetAnomalies())
-	}}
-	return runAdmin(ctx, "anomalies list", c, args, stdout, stderr)
+func anomaliesCmd() *cobra.Command {
+	list := adminLeaf("list [--consumer SIRET]", "List the abnormal use detected (enumeration, volume) and the action taken",
+		"  relaisctl anomalies list\n  relaisctl anomalies list --consumer 21750000500012 -o json",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			consumer := fs.String("consumer", "", "keep this consumer SIRET's anomalies")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				resp, err := adminv1.NewAnomalyAdminServiceClient(conn).ListAnomalies(ctx, &adminv1.ListAnomaliesRequest{ConsumerSiret: *consumer})
+				if err != nil {
+					return err
+				}
+				return printAnomalies(out, af.format(), resp)
+			}
+		})
+	return group("anomalies", "The abnormal use the broker detected (admin API)", list)
 }
 
-func printAnomalies(w io.Writer, list []*adminv1.Anomaly) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WINDOW END\tCONSUMER\tSERVICE\tKIND\tMEASURED\tTHRESHOLD\tWINDOW\tACTION")
-	for _, a := range list {
+func printAnomalies(w io.Writer, output string, resp *adminv1.ListAnomaliesResponse) error {
+	v := view{whole: resp, items: protoItems(resp.GetAnomalies()),
+		cols: []column{{name: "WINDOW END", max: 20}, {name: "CONSUMER"}, {name: "SERVICE", max: 18}, {name: "KIND", max: 11}, {name: "MEASURED", max: 24},
+			{name: "THRESHOLD", max: 12}, {name: "WINDOW", wide: true}, {name: "ACTION", max: 14}}}
+	for _, a := range resp.GetAnomalies() {
 		var measured, threshold string
 		switch a.GetTrigger() {
 		case "not_found_ratio":
@@ -60,8 +56,12 @@ func printAnomalies(w io.Writer, list []*adminv1.Anomaly) error {
 			action += " (failed: " + a.GetActionError() + ")"
 		}
 		end := a.GetWindowEnd().AsTime()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", end.Format(time.RFC3339), a.GetConsumerSiret(), a.GetService(), a.GetKind(),
-			measured, threshold, end.Sub(a.GetWindowStart().AsTime()).Round(time.Second), action)
+		service := a.GetService()
+		if output == outTable {
+			service = shortService(service)
+		}
+		v.rows = append(v.rows, []string{end.Format(time.RFC3339), a.GetConsumerSiret(), service, a.GetKind(),
+			measured, threshold, end.Sub(a.GetWindowStart().AsTime()).Round(time.Second).String(), action})
 	}
-	return tw.Flush()
+	return render(w, output, v)
 }

@@ -1,18 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -67,55 +67,75 @@ type change struct {
 	do   func(ctx context.Context, conn *grpc.ClientConn) error
 }
 
-func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl apply", flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	file := fs.String("f", "", "the declarative grants file (YAML)")
-	dryRun := fs.Bool("dry-run", false, "print the changes without making them")
-	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-		if *file == "" || fs.NArg() > 0 {
-			return usageError{"-f FILE is required, and nothing else"}
-		}
-		want, err := readApplyFile(*file)
-		if err != nil {
-			return usageError{err.Error()}
-		}
-		plan, err := planApply(ctx, conn, want)
-		if err != nil {
-			return err
-		}
-		if len(plan) == 0 {
-			fmt.Fprintln(out, "no changes")
-			return nil
-		}
-		for _, ch := range plan {
-			fmt.Fprintln(out, ch.text)
-		}
-		if *dryRun {
-			fmt.Fprintf(out, "dry run: %d changes not made\n", len(plan))
-			return nil
-		}
-		for i, ch := range plan {
-			if err := ch.do(ctx, conn); err != nil {
-				return fmt.Errorf("change %d (%s) refused, %d changes made before it; fix the file and apply again: %w", i+1, ch.text, i, err)
+func applyCmd() *cobra.Command {
+	cmd := adminLeaf("apply -f FILE [--dry-run [--exit-code]]", "Make the listed consumers' grants match a declarative YAML file, showing the diff",
+		`  relaisctl apply -f grants.yaml --dry-run
+  relaisctl apply -f grants.yaml --dry-run --exit-code   # in CI: 0 in step, 2 the registry differs, 1 error
+  relaisctl apply -f grants.yaml`,
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			file := fs.StringP("file", "f", "", "the declarative grants file (YAML)")
+			dryRun := fs.Bool("dry-run", false, "print the changes without making them")
+			exitCode := fs.Bool("exit-code", false, "with --dry-run: exit with status 2 when the registry differs from the file")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if *file == "" || fs.NArg() > 0 {
+					return usageError{"-f FILE is required, and nothing else"}
+				}
+				if *exitCode && !*dryRun {
+					return usageError{"--exit-code goes with --dry-run"}
+				}
+				want, err := readApplyFile(*file)
+				if err != nil {
+					return usageError{err.Error()}
+				}
+				plan, err := planApply(ctx, conn, want)
+				if err != nil {
+					return err
+				}
+				if len(plan) == 0 {
+					fmt.Fprintln(out, "no changes")
+					return nil
+				}
+				for _, ch := range plan {
+					fmt.Fprintln(out, ch.text)
+				}
+				if *dryRun {
+					fmt.Fprintf(out, "dry run: %s not made\n", plural(len(plan), "change"))
+					if *exitCode {
+						return errDiffers
+					}
+					return nil
+				}
+				for i, ch := range plan {
+					if err := ch.do(ctx, conn); err != nil {
+						return fmt.Errorf("change %d (%s) refused, %s made before it; fix the file and apply again: %w", i+1, ch.text, plural(i, "change"), err)
+					}
+				}
+				fmt.Fprintf(out, "applied %s\n", plural(len(plan), "change"))
+				return nil
 			}
-		}
-		fmt.Fprintf(out, "applied %d changes\n", len(plan))
-		return nil
-	}}
-	return runAdmin(ctx, "apply", c, args, stdout, stderr)
+		})
+	return cmd
 }
 
-// readApplyFile decodes strictly: an unknown key is an error with its line.
+// errDiffers is apply --dry-run --exit-code finding changes: exit 2.
+var errDiffers = exitError{2}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// readApplyFile decodes strictly: an unknown key or a value of the wrong
+// kind is an error naming the key and its line.
 func readApplyFile(path string) (*applyFile, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
 	var f applyFile
-	if err := dec.Decode(&f); err != nil {
+	if err := decodeStrict(raw, &f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	seen := map[string]bool{}
@@ -128,7 +148,7 @@ func readApplyFile(path string) (*applyFile, error) {
 		}
 		seen[c.SIRET] = true
 		if c.Status != "" && c.Status != "active" && c.Status != "suspended" {
-			return nil, fmt.Errorf("%s: consumer %s: status %q: want active or suspended", path, c.SIRET, c.Status)
+			return nil, fmt.Errorf("%s: consumers[%d].status %q: want active or suspended", path, i, c.Status)
 		}
 	}
 	return &f, nil
@@ -191,41 +211,75 @@ func planApply(ctx context.Context, conn *grpc.ClientConn, f *applyFile) ([]chan
 	return plan, nil
 }
 
-// planGrants matches wanted grants to current ones by everything but the
-// end date: same → nothing, end moved → extend, no match → add; current
-// grants left over are revoked.
+// planGrants matches wanted grants to current ones by what they grant
+// (service, scopes, purposes): same → nothing; only the end moved →
+// extend (~ until old → new); quota, volume or start changed → ~ with
+// old → new, carried out as a new grant then the revocation of the old
+// one (the admin API has no quota update; the new one is in force before
+// the old one goes); no match → add; current grants left over are revoked.
 func planGrants(c applyConsumer, current []*adminv1.Grant, client adminv1.GrantAdminServiceClient) ([]change, error) {
 	var plan []change
 	used := make([]bool, len(current))
+	wants := make([]*adminv1.AddGrantRequest, len(c.Grants))
 	for i, w := range c.Grants {
 		req, err := grantRequestFromFile(c.SIRET, w)
 		if err != nil {
 			return nil, fmt.Errorf("consumer %s, grants[%d]: %w", c.SIRET, i, err)
 		}
-		match := -1
+		wants[i] = req
+	}
+	match := make([]int, len(wants))
+	// Exact matches first, so that a file with two grants of the same
+	// identity pairs them with the right current ones.
+	for i, req := range wants {
+		match[i] = -1
 		for j, g := range current {
 			if !used[j] && sameGrant(req, g) {
-				match = j
+				match[i], used[j] = j, true
 				break
 			}
 		}
-		desc := fmt.Sprintf("%s %s [%s] for %s until %s", c.SIRET, req.GetService(), strings.Join(req.GetScopes(), ","), purposeCodes(req.GetPurposes()), req.GetNotAfter().AsTime().Format(time.DateOnly))
-		switch {
-		case match < 0:
-			plan = append(plan, change{"+ grant " + desc, func(ctx context.Context, _ *grpc.ClientConn) error {
+	}
+	for i, req := range wants {
+		if match[i] >= 0 {
+			continue
+		}
+		for j, g := range current {
+			if !used[j] && sameIdentity(req, g) {
+				match[i], used[j] = j, true
+				break
+			}
+		}
+	}
+	for i, req := range wants {
+		desc := fmt.Sprintf("%s %s [%s] for %s", c.SIRET, req.GetService(), strings.Join(req.GetScopes(), ","), purposeCodes(req.GetPurposes()))
+		if match[i] < 0 {
+			plan = append(plan, change{"+ grant " + desc + " until " + req.GetNotAfter().AsTime().Format(time.DateOnly), func(ctx context.Context, _ *grpc.ClientConn) error {
 				_, err := client.AddGrant(ctx, req)
 				return err
 			}})
-		case !current[match].GetNotAfter().AsTime().Equal(req.GetNotAfter().AsTime()):
-			used[match] = true
-			id := current[match].GetId()
-			plan = append(plan, change{fmt.Sprintf("~ grant %s %s (was until %s)", id, desc, day(current[match].GetNotAfter())), func(ctx context.Context, _ *grpc.ClientConn) error {
-				_, err := client.ExtendGrant(ctx, &adminv1.ExtendGrantRequest{Id: id, NotAfter: req.GetNotAfter()})
-				return err
-			}})
-		default:
-			used[match] = true
+			continue
 		}
+		g := current[match[i]]
+		id := g.GetId()
+		untilMoved := !g.GetNotAfter().AsTime().Equal(req.GetNotAfter().AsTime())
+		if sameGrant(req, g) {
+			if untilMoved {
+				plan = append(plan, change{fmt.Sprintf("~ grant %s %s: until %s → %s", id, desc, day(g.GetNotAfter()), day(req.GetNotAfter())), func(ctx context.Context, _ *grpc.ClientConn) error {
+					_, err := client.ExtendGrant(ctx, &adminv1.ExtendGrantRequest{Id: id, NotAfter: req.GetNotAfter()})
+					return err
+				}})
+			}
+			continue
+		}
+		diffs := grantDiffs(req, g)
+		plan = append(plan, change{fmt.Sprintf("~ grant %s %s: %s (replaced by a new grant)", id, desc, strings.Join(diffs, ", ")), func(ctx context.Context, _ *grpc.ClientConn) error {
+			if _, err := client.AddGrant(ctx, req); err != nil {
+				return err
+			}
+			_, err := client.RevokeGrant(ctx, &adminv1.RevokeGrantRequest{Id: id, Reason: "relaisctl apply: replaced (quota or validity changed)"})
+			return err
+		}})
 	}
 	for j, g := range current {
 		if used[j] {
@@ -238,6 +292,26 @@ func planGrants(c applyConsumer, current []*adminv1.Grant, client adminv1.GrantA
 		}})
 	}
 	return plan, nil
+}
+
+// grantDiffs describes what differs between the file's grant and the
+// registry's, as "what old → new".
+func grantDiffs(w *adminv1.AddGrantRequest, g *adminv1.Grant) []string {
+	var d []string
+	num := func(name string, old, new float64) {
+		if old != new {
+			d = append(d, fmt.Sprintf("%s %s → %s", name, strconv.FormatFloat(old, 'f', -1, 64), strconv.FormatFloat(new, 'f', -1, 64)))
+		}
+	}
+	wq, gq := w.GetQuota(), g.GetQuota()
+	num("rate_per_second", gq.GetRatePerSecond(), wq.GetRatePerSecond())
+	num("burst", float64(gq.GetBurst()), float64(wq.GetBurst()))
+	num("daily_cap", float64(gq.GetDailyCap()), float64(wq.GetDailyCap()))
+	num("expected_daily_volume", float64(g.GetExpectedDailyVolume()), float64(w.GetExpectedDailyVolume()))
+	if !g.GetNotAfter().AsTime().Equal(w.GetNotAfter().AsTime()) {
+		d = append(d, fmt.Sprintf("until %s → %s", day(g.GetNotAfter()), day(w.GetNotAfter())))
+	}
+	return d
 }
 
 func grantRequestFromFile(siret string, w applyGrant) (*adminv1.AddGrantRequest, error) {
@@ -269,9 +343,8 @@ func grantRequestFromFile(siret string, w applyGrant) (*adminv1.AddGrantRequest,
 	return req, nil
 }
 
-// sameGrant compares everything but the window's end (and its start when
-// the file leaves it to "now").
-func sameGrant(w *adminv1.AddGrantRequest, g *adminv1.Grant) bool {
+// sameIdentity compares what a grant grants: service, scopes, purposes.
+func sameIdentity(w *adminv1.AddGrantRequest, g *adminv1.Grant) bool {
 	if w.GetService() != g.GetService() || !slices.Equal(w.GetScopes(), g.GetScopes()) || len(w.GetPurposes()) != len(g.GetPurposes()) {
 		return false
 	}
@@ -280,6 +353,15 @@ func sameGrant(w *adminv1.AddGrantRequest, g *adminv1.Grant) bool {
 		if p.GetCode() != q.GetCode() || p.GetLabel() != q.GetLabel() || p.GetLegalBasis() != q.GetLegalBasis() {
 			return false
 		}
+	}
+	return true
+}
+
+// sameGrant compares everything but the window's end (and its start when
+// the file leaves it to "now").
+func sameGrant(w *adminv1.AddGrantRequest, g *adminv1.Grant) bool {
+	if !sameIdentity(w, g) {
+		return false
 	}
 	wq, gq := w.GetQuota(), g.GetQuota()
 	return wq.GetRatePerSecond() == gq.GetRatePerSecond() && wq.GetBurst() == gq.GetBurst() && wq.GetDailyCap() == gq.GetDailyCap() &&

@@ -3,48 +3,37 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/seal"
 	"github.com/relais-broker/relais/internal/devenv"
-	"github.com/relais-broker/relais/internal/keyfile"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
-// runAudit dispatches the audit sub-commands.
+// runAudit runs "relaisctl audit ARGS…" (for tests of the audit verbs).
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "verify":
-			return runAuditVerifyCtx(ctx, args[1:], stdout, stderr)
-		case "export":
-			return runAuditExport(ctx, args[1:], stdout, stderr)
-		case "query":
-			return runAuditQuery(ctx, args[1:], stdout, stderr)
-		case "checkpoints":
-			return runAuditCheckpointsCtx(ctx, args[1:], stdout, stderr)
-		case "subject":
-			return runAuditSubject(ctx, args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintln(stderr, "relaisctl: usage: relaisctl audit verify|export|query|subject|checkpoints [flags]")
-	return 2
+	return run(ctx, append([]string{"audit"}, args...), stdout, stderr)
+}
+
+func auditCmd() *cobra.Command {
+	return group("audit", "The audit log: verify, export, checkpoints, query, a citizen's access report",
+		auditVerifyCmd(), auditExportCmd(), auditCheckpointsCmd(), auditQueryCmd(), auditSubjectCmd())
 }
 
 // exportTimeout bounds an online export: a whole log, not one call.
@@ -58,11 +47,11 @@ type logSource struct {
 	admin    *adminFlags
 }
 
-func addLogSource(fs *flag.FlagSet, withFile bool) *logSource {
+func addLogSource(fs *pflag.FlagSet, withFile bool) *logSource {
 	src := &logSource{
-		db:     fs.String("db", "relais-dev/audit.db", "the audit log file of a stopped broker (or a copy)"),
+		db:     fs.String("db", "relais-dev/audit.db", "the audit log file of a stopped broker (or a copy, or a backup's audit.db)"),
 		online: fs.Bool("online", false, "read the log of the running broker through the admin API (one consistent read)"),
-		admin:  addAdminFlags(fs),
+		admin:  addConnFlags(fs),
 	}
 	if withFile {
 		src.file = fs.String("file", "", "an export file (JSON lines from relaisctl audit export)")
@@ -73,9 +62,9 @@ func addLogSource(fs *flag.FlagSet, withFile bool) *logSource {
 }
 
 // check refuses two sources at once.
-func (src *logSource) check(fs *flag.FlagSet) error {
+func (src *logSource) check(fs *pflag.FlagSet) error {
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
 	n := 0
 	for _, name := range []string{"db", "file", "online"} {
 		if set[name] {
@@ -86,7 +75,7 @@ func (src *logSource) check(fs *flag.FlagSet) error {
 		return fmt.Errorf("give one of --db, --file and --online")
 	}
 	if !*src.online {
-		for _, name := range []string{"admin-addr", "operator-dir", "server-name"} {
+		for _, name := range []string{"admin-addr", "operator-dir", "server-name", "context"} {
 			if set[name] {
 				return fmt.Errorf("--%s is for --online", name)
 			}
@@ -145,24 +134,28 @@ func (src *logSource) each(ctx context.Context, fn func(seal.Entry) error) error
 	}
 }
 
-// runAuditVerify verifies an audit log with the public key alone: what a
-// third party does.
-func runAuditVerify(args []string, stdout, stderr io.Writer) int {
-	return runAuditVerifyCtx(context.Background(), args, stdout, stderr)
+func auditVerifyCmd() *cobra.Command {
+	return leaf("verify (--db FILE | --file EXPORT | --online) [--public-key FILE]… [--checkpoints FILE]",
+		"Check the audit log's hash chains and signed checkpoints with the public key alone",
+		`  relaisctl audit verify --db /var/lib/relais/audit.db --public-key keys/audit-signing.pub
+  relaisctl audit verify --online --public-key keys/audit-signing.pub
+  relaisctl audit verify --file export.jsonl --public-key new.pub --public-key old.pub   # after a key rotation`,
+		func(fs *pflag.FlagSet) body {
+			src := addLogSource(fs, true)
+			pubFiles := fs.StringArray("public-key", []string{"relais-dev/keys/" + devenv.AuditPublicKeyFile},
+				"the operator's Ed25519 public key (PEM); a file may hold several keys (relaisctl keys rotate keeps the earlier ones), and the flag may repeat")
+			exported := fs.String("checkpoints", "", "also check the log against checkpoints exported earlier (relaisctl audit checkpoints)")
+			return func(ctx context.Context, stdout, stderr io.Writer) int {
+				return auditVerify(ctx, fs, src, *pubFiles, *exported, stdout, stderr)
+			}
+		})
 }
 
-// runAuditVerifyCtx verifies the log of a stopped broker (--db), an
-// export (--file) or a running broker (--online) with the same checks:
-// the broker only streams what it stores; the verification runs here.
-func runAuditVerifyCtx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := addLogSource(fs, true)
-	pubFile := fs.String("public-key", "relais-dev/keys/"+devenv.AuditPublicKeyFile, "the operator's Ed25519 public key (PEM)")
-	exported := fs.String("checkpoints", "", "also check the log against checkpoints exported earlier (relaisctl audit checkpoints)")
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
-	}
+// auditVerify verifies the log of a stopped broker (--db), an export
+// (--file) or a running broker (--online) with the same checks: the
+// broker only streams what it stores; the verification runs here.
+func auditVerify(ctx context.Context, fs *pflag.FlagSet, src *logSource, pubFiles []string, exportedV string, stdout, stderr io.Writer) int {
+	exported := &exportedV
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "relaisctl audit verify: unexpected argument %q\n", fs.Arg(0))
 		return 2
@@ -171,12 +164,12 @@ func runAuditVerifyCtx(ctx context.Context, args []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 2
 	}
-	pub, err := keyfile.ReadPublicKey(*pubFile)
+	keys, err := readPublicKeys(pubFiles)
 	if err != nil {
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 1
 	}
-	v := seal.NewVerifier(pub)
+	v := seal.NewVerifier(keys[0], keys[1:]...)
 	if *exported != "" {
 		f, err := os.Open(*exported)
 		if err != nil {
@@ -224,17 +217,23 @@ func runAuditVerifyCtx(ctx context.Context, args []string, stdout, stderr io.Wri
 	return 0
 }
 
-// runAuditExport writes the whole log as JSON lines of records and
+func auditExportCmd() *cobra.Command {
+	return leaf("export (--db FILE | --online) [--out FILE]", "The whole log as JSON lines (records and checkpoints), for archives and offline checks",
+		"  relaisctl audit export --online --out audit-2027-01.jsonl\n  relaisctl audit export --db backup/audit.db > audit.jsonl",
+		func(fs *pflag.FlagSet) body {
+			src := addLogSource(fs, false)
+			out := fs.String("out", "", "write to this file (0600) instead of the standard output")
+			return func(ctx context.Context, stdout, stderr io.Writer) int {
+				return auditExport(ctx, fs, src, *out, stdout, stderr)
+			}
+		})
+}
+
+// auditExport writes the whole log as JSON lines of records and
 // checkpoints, from a stopped broker's file or a running broker, for
 // archiving or for verification elsewhere (audit verify --file).
-func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl audit export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := addLogSource(fs, false)
-	out := fs.String("out", "", "write to this file (0600) instead of the standard output")
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
-	}
+func auditExport(ctx context.Context, fs *pflag.FlagSet, src *logSource, outV string, stdout, stderr io.Writer) int {
+	out := &outV
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "relaisctl audit export: unexpected argument %q\n", fs.Arg(0))
 		return 2
@@ -274,127 +273,170 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	return 0
 }
 
-// runAuditQuery lists audit records through the admin API, as a table,
-// JSON lines or CSV.
-func runAuditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl audit query", flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	consumer := fs.String("consumer", "", "only this consumer SIRET")
-	method := fs.String("method", "", "only this method, e.g. /relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient")
-	code := fs.String("code", "", "only this outcome, e.g. OK or PermissionDenied")
-	from := fs.String("from", "", "from this time (RFC 3339 or YYYY-MM-DD)")
-	to := fs.String("to", "", "before this time (RFC 3339 or YYYY-MM-DD)")
-	limit := fs.Int("limit", 1000, "at most this many records")
-	format := fs.String("format", "table", "table, jsonl or csv")
-	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-		req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, Method: *method, Code: *code, Limit: int32(*limit)}
-		for _, t := range []struct {
-			flag, v string
-			dst     **timestamppb.Timestamp
-		}{{"--from", *from, &req.From}, {"--to", *to, &req.To}} {
-			if t.v != "" {
-				tm, err := parseTime(t.flag, t.v)
+func auditQueryCmd() *cobra.Command {
+	return adminLeaf("query [--consumer S] [--method M] [--code C] [--from T] [--to T]", "List audit records (admin API)",
+		"  relaisctl audit query --consumer 21750000500012 --code PermissionDenied\n  relaisctl audit query --from 2027-01-01 -o csv > janvier.csv",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			consumer := fs.String("consumer", "", "only this consumer SIRET")
+			method := fs.String("method", "", "only this method, e.g. /relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient")
+			code := fs.String("code", "", "only this outcome, e.g. OK or PermissionDenied")
+			from := fs.String("from", "", "from this time (RFC 3339 or YYYY-MM-DD)")
+			to := fs.String("to", "", "before this time (RFC 3339 or YYYY-MM-DD)")
+			limit := fs.Int("limit", 1000, "at most this many records")
+			format := fs.String("format", "", "deprecated: use -o")
+			_ = fs.MarkHidden("format")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				output := af.format()
+				if fs.Changed("format") {
+					fmt.Fprintln(af.stderr(), "relaisctl audit query: --format is deprecated, use -o (same values)")
+					if fs.Changed("output") && *format != output {
+						return usageError{"give -o or its deprecated spelling --format, not both"}
+					}
+					if !slices.Contains(allOutputs, *format) {
+						return usageError{fmt.Sprintf("--format %q: want %s", *format, strings.Join(allOutputs, ", "))}
+					}
+					output = *format
+				}
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, Method: *method, Code: *code, Limit: int32(*limit)}
+				for _, t := range []struct {
+					flag, v string
+					dst     **timestamppb.Timestamp
+				}{{"--from", *from, &req.From}, {"--to", *to, &req.To}} {
+					if t.v != "" {
+						tm, err := parseTime(t.flag, t.v)
+						if err != nil {
+							return err
+						}
+						*t.dst = timestamppb.New(tm)
+					}
+				}
+				resp, err := adminv1.NewAuditAdminServiceClient(conn).QueryAudit(ctx, req)
 				if err != nil {
 					return err
 				}
-				*t.dst = timestamppb.New(tm)
+				return printAudit(out, output, resp)
 			}
-		}
-		resp, err := adminv1.NewAuditAdminServiceClient(conn).QueryAudit(ctx, req)
-		if err != nil {
-			return err
-		}
-		return printAudit(out, *format, resp.GetRecords())
-	}}
-	return runAdmin(ctx, "audit query", c, args, stdout, stderr)
+		})
 }
 
-func printAudit(w io.Writer, format string, recs []*adminv1.AuditRecord) error {
-	switch format {
-	case "jsonl":
-		for _, r := range recs {
-			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(w, string(b))
+func printAudit(w io.Writer, format string, resp *adminv1.QueryAuditResponse) error {
+	v := view{whole: resp, items: protoItems(resp.GetRecords()), cols: []column{
+		{name: "TIME"}, {name: "REQUEST ID", wide: true}, {name: "CONSUMER SIRET", wide: true}, {name: "WHO", max: 16}, {name: "OPERATOR", wide: true}, {name: "RECIPIENT SIRET", wide: true},
+		{name: "METHOD", max: 26}, {name: "PURPOSE", max: 18}, {name: "CASE REFERENCE", wide: true}, {name: "SUBJECT PSEUDONYM", wide: true},
+		{name: "FIELDS RETURNED", max: 12}, {name: "CODE", max: 18}, {name: "REASON", wide: true}, {name: "LATENCY MS", wide: true}, {name: "NOTE", wide: true}}}
+	for _, r := range resp.GetRecords() {
+		who := r.GetConsumerSiret()
+		if r.GetOperator() != "" {
+			who = "operator " + r.GetOperator()
 		}
-		return nil
-	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"time", "request_id", "consumer_siret", "operator", "recipient_siret", "method", "purpose", "case_reference", "subject_pseudonym", "fields_returned", "code", "reason", "latency_ms", "note"})
-		for _, r := range recs {
-			_ = cw.Write([]string{r.GetTime().AsTime().Format(time.RFC3339Nano), r.GetRequestId(), r.GetConsumerSiret(), r.GetOperator(), r.GetRecipientSiret(),
-				r.GetMethod(), r.GetPurpose(), r.GetCaseReference(), r.GetSubjectPseudonym(), strings.Join(r.GetFieldsReturned(), " "), r.GetCode(), r.GetReason(),
-				fmt.Sprintf("%.3f", float64(r.GetLatency().AsDuration())/float64(time.Millisecond)), r.GetNote()})
+		method, sep := r.GetMethod(), " "
+		when := r.GetTime().AsTime().Format(time.RFC3339Nano)
+		if format == outTable {
+			method, sep, when = shortMethod(method), ",", r.GetTime().AsTime().Format(time.RFC3339)
 		}
-		cw.Flush()
-		return cw.Error()
-	case "table":
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tWHO\tMETHOD\tPURPOSE\tFIELDS\tCODE")
-		for _, r := range recs {
-			who := r.GetConsumerSiret()
-			if r.GetOperator() != "" {
-				who = "operator " + r.GetOperator()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetTime().AsTime().Format(time.RFC3339), who, r.GetMethod(), r.GetPurpose(), strings.Join(r.GetFieldsReturned(), ","), r.GetCode())
-		}
-		return tw.Flush()
-	default:
-		return usageError{fmt.Sprintf("--format %q: want table, jsonl or csv", format)}
+		v.rows = append(v.rows, []string{when, r.GetRequestId(), r.GetConsumerSiret(), who, r.GetOperator(), r.GetRecipientSiret(),
+			method, r.GetPurpose(), r.GetCaseReference(), r.GetSubjectPseudonym(), strings.Join(r.GetFieldsReturned(), sep), r.GetCode(), r.GetReason(),
+			fmt.Sprintf("%.3f", float64(r.GetLatency().AsDuration())/float64(time.Millisecond)), r.GetNote()})
 	}
+	if format == outCSV {
+		// The columns of the csv are the record's fields, WHO aside.
+		cols := slices.Delete(slices.Clone(v.cols), 3, 4)
+		rows := make([][]string, len(v.rows))
+		for i, r := range v.rows {
+			rows[i] = slices.Delete(slices.Clone(r), 3, 4)
+		}
+		v.cols, v.rows = cols, rows
+	}
+	return render(w, format, v)
 }
 
 // runAuditSubject answers a citizen's request: which bodies accessed the
 // data of this person, when, why and which fields.
-func runAuditSubject(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl audit subject", flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	birthName := fs.String("birth-name", "", "birth name")
-	given := fs.String("given-names", "", "given names, comma-separated")
-	sex := fs.String("sex", "", "F or M")
-	birthDate := fs.String("birth-date", "", "YYYY-MM-DD")
-	place := fs.String("birth-place", "", "INSEE COG code of the birth commune (births in France)")
-	country := fs.String("birth-country", "99100", "INSEE COG code of the birth country")
-	ine := fs.String("ine", "", "or: the student's INE")
-	ftid := fs.String("france-travail-id", "", "or: the France Travail identifier")
-	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-		req := &adminv1.SubjectAccessesRequest{}
-		switch {
-		case *ine != "":
-			req.Subject = &adminv1.SubjectAccessesRequest_Ine{Ine: *ine}
-		case *ftid != "":
-			req.Subject = &adminv1.SubjectAccessesRequest_FranceTravailId{FranceTravailId: *ftid}
-		default:
-			sx := map[string]commonv1.Sex{"F": commonv1.Sex_SEX_FEMALE, "M": commonv1.Sex_SEX_MALE}[strings.ToUpper(*sex)]
-			req.Subject = &adminv1.SubjectAccessesRequest_Identity{Identity: &commonv1.SubjectIdentity{
-				BirthName: *birthName, GivenNames: splitList(*given), Sex: sx, BirthDate: *birthDate, BirthPlaceCog: *place, BirthCountryCog: *country,
-			}}
+func auditSubjectCmd() *cobra.Command {
+	return adminLeaf("subject (--birth-name N --given-names G --sex F|M --birth-date D --birth-place COG | --ine INE | --france-travail-id ID)",
+		"A citizen's access report: who accessed this person's data, when, why, which fields",
+		"  relaisctl audit subject --birth-name dupont --given-names zoe --sex F --birth-date 1984-03-12 --birth-place 75056\n  relaisctl audit subject --ine SBXINE00001 -o json",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			birthName := fs.String("birth-name", "", "birth name")
+			given := fs.String("given-names", "", "given names, comma-separated")
+			sex := fs.String("sex", "", "F or M")
+			birthDate := fs.String("birth-date", "", "YYYY-MM-DD")
+			place := fs.String("birth-place", "", "INSEE COG code of the birth commune (births in France)")
+			country := fs.String("birth-country", "99100", "INSEE COG code of the birth country")
+			ine := fs.String("ine", "", "or: the student's INE")
+			ftid := fs.String("france-travail-id", "", "or: the France Travail identifier")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				req := &adminv1.SubjectAccessesRequest{}
+				switch {
+				case *ine != "":
+					req.Subject = &adminv1.SubjectAccessesRequest_Ine{Ine: *ine}
+				case *ftid != "":
+					req.Subject = &adminv1.SubjectAccessesRequest_FranceTravailId{FranceTravailId: *ftid}
+				default:
+					sx := map[string]commonv1.Sex{"F": commonv1.Sex_SEX_FEMALE, "M": commonv1.Sex_SEX_MALE}[strings.ToUpper(*sex)]
+					req.Subject = &adminv1.SubjectAccessesRequest_Identity{Identity: &commonv1.SubjectIdentity{
+						BirthName: *birthName, GivenNames: splitList(*given), Sex: sx, BirthDate: *birthDate, BirthPlaceCog: *place, BirthCountryCog: *country,
+					}}
+				}
+				resp, err := adminv1.NewAuditAdminServiceClient(conn).SubjectAccesses(ctx, req)
+				if err != nil {
+					return err
+				}
+				if len(resp.GetAccesses()) == 0 && (af.format() == outTable || af.format() == outWide) {
+					fmt.Fprintln(out, "no access recorded for this person within the retention period")
+					return nil
+				}
+				if af.format() == outTable || af.format() == outWide {
+					return printAccesses(out, resp.GetAccesses())
+				}
+				v := view{whole: resp, items: protoItems(resp.GetAccesses()),
+					cols: []column{{name: "WHEN"}, {name: "BODY"}, {name: "SIRET"}, {name: "PURPOSE"}, {name: "FIELDS"}, {name: "OUTCOME"}}}
+				for _, a := range resp.GetAccesses() {
+					v.rows = append(v.rows, []string{a.GetTime().AsTime().Format(time.RFC3339), a.GetConsumerName(), a.GetConsumerSiret(), accessPurpose(a), strings.Join(a.GetFieldsReturned(), ","), a.GetCode()})
+				}
+				return render(out, af.format(), v)
+			}
+		})
+}
+
+// printAccesses prints a citizen's report one access a block, complete
+// (nothing cut) and within 120 columns for ordinary names.
+func printAccesses(w io.Writer, list []*adminv1.SubjectAccess) error {
+	for i, a := range list {
+		if i > 0 {
+			fmt.Fprintln(w)
 		}
-		resp, err := adminv1.NewAuditAdminServiceClient(conn).SubjectAccesses(ctx, req)
-		if err != nil {
+		fmt.Fprintf(w, "%s  %s (SIRET %s)  %s\n", a.GetTime().AsTime().Format(time.RFC3339), a.GetConsumerName(), a.GetConsumerSiret(), a.GetCode())
+		fmt.Fprintf(w, "  purpose: %s\n", accessPurpose(a))
+		line := "  fields:  "
+		for j, f := range a.GetFieldsReturned() {
+			if j > 0 {
+				line += ","
+			}
+			if utf8.RuneCountInString(line)+len(f) > maxTableWidth-1 && j > 0 {
+				fmt.Fprintln(w, line)
+				line = "           "
+			}
+			line += f
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
 			return err
 		}
-		if af.output == "json" {
-			return writeProtoJSON(out, resp)
-		}
-		if len(resp.GetAccesses()) == 0 {
-			fmt.Fprintln(out, "no access recorded for this person within the retention period")
-			return nil
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "WHEN\tBODY\tSIRET\tPURPOSE\tFIELDS\tOUTCOME")
-		for _, a := range resp.GetAccesses() {
-			purpose := a.GetPurposeLabel()
-			if purpose == "" {
-				purpose = a.GetPurpose()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.GetTime().AsTime().Format(time.RFC3339), a.GetConsumerName(), a.GetConsumerSiret(), purpose, strings.Join(a.GetFieldsReturned(), ","), a.GetCode())
-		}
-		return tw.Flush()
-	}}
-	return runAdmin(ctx, "audit subject", c, args, stdout, stderr)
+	}
+	return nil
+}
+
+func accessPurpose(a *adminv1.SubjectAccess) string {
+	if a.GetPurposeLabel() != "" {
+		return a.GetPurposeLabel()
+	}
+	return a.GetPurpose()
 }
 
 func splitList(s string) []string {
@@ -407,25 +449,27 @@ func splitList(s string) []string {
 	return out
 }
 
-// runAuditCheckpoints exports the signed checkpoints of the log, for a
-// third party or an archive.
-func runAuditCheckpoints(args []string, stdout, stderr io.Writer) int {
-	return runAuditCheckpointsCtx(context.Background(), args, stdout, stderr)
+func auditCheckpointsCmd() *cobra.Command {
+	return leaf("checkpoints (--db FILE | --online)", "Export the signed checkpoints (JSON lines) for a third party",
+		"  relaisctl audit checkpoints --online > checkpoints-2027-01.jsonl", func(fs *pflag.FlagSet) body {
+			src := addLogSource(fs, false)
+			return func(ctx context.Context, stdout, stderr io.Writer) int {
+				if fs.NArg() > 0 {
+					fmt.Fprintf(stderr, "relaisctl audit checkpoints: unexpected argument %q\n", fs.Arg(0))
+					return 2
+				}
+				if err := src.check(fs); err != nil {
+					fmt.Fprintf(stderr, "relaisctl audit checkpoints: %v\n", err)
+					return 2
+				}
+				return auditCheckpoints(ctx, src, stdout, stderr)
+			}
+		})
 }
 
-// runAuditCheckpointsCtx writes the checkpoints of a stopped broker's
-// file (--db) or of a running broker (--online) as JSON lines.
-func runAuditCheckpointsCtx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl audit checkpoints", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := addLogSource(fs, false)
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
-	}
-	if err := src.check(fs); err != nil {
-		fmt.Fprintf(stderr, "relaisctl audit checkpoints: %v\n", err)
-		return 2
-	}
+// auditCheckpoints writes the checkpoints of a stopped broker's file
+// (--db) or of a running broker (--online) as JSON lines.
+func auditCheckpoints(ctx context.Context, src *logSource, stdout, stderr io.Writer) int {
 	bw := bufio.NewWriter(stdout)
 	err := src.each(ctx, func(e seal.Entry) error {
 		if e.Checkpoint == nil {

@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/certs/vaultca"
@@ -18,7 +19,7 @@ type caFlags struct {
 	devCA                                             string
 }
 
-func addCAFlags(fs *flag.FlagSet) *caFlags {
+func addCAFlags(fs *pflag.FlagSet) *caFlags {
 	f := &caFlags{}
 	fs.StringVar(&f.vaultAddr, "vault-addr", os.Getenv("VAULT_ADDR"), "Vault address (default $VAULT_ADDR)")
 	fs.StringVar(&f.tokenFile, "vault-token-file", "", "file holding a Vault token (default: $VAULT_TOKEN)")

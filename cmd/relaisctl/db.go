@@ -2,33 +2,40 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/relais-broker/relais/internal/pgdb"
 )
+
+// dbCmd groups the PostgreSQL schema commands.
+func dbCmd() *cobra.Command {
+	mk := func(verb, short, example string) *cobra.Command {
+		return leaf(verb+" [--dsn-file FILE]", short, example, func(fs *pflag.FlagSet) body {
+			dsnFile := fs.String("dsn-file", "", "file holding the database DSN of the schema owner (else $"+pgdb.DSNEnv+")")
+			return func(ctx context.Context, stdout, stderr io.Writer) int {
+				if fs.NArg() > 0 {
+					fmt.Fprintf(stderr, "relaisctl db %s: unexpected argument %q\n", verb, fs.Arg(0))
+					return 2
+				}
+				return runDB(ctx, verb, *dsnFile, stdout, stderr)
+			}
+		})
+	}
+	return group("db", "The PostgreSQL schema: apply or list the migrations (as the database's owner)",
+		mk("migrate", "Apply the pending schema migrations", "  relaisctl db migrate --dsn-file /etc/relais/owner.dsn"),
+		mk("status", "List the schema migrations, applied and pending", "  RELAIS_DATABASE_DSN=… relaisctl db status"))
+}
 
 // runDB is `relaisctl db migrate|status`: the PostgreSQL schema, applied by
 // the operator (as the database's owner) before relaisd starts on it. The
 // DSN comes from --dsn-file or $RELAIS_DATABASE_DSN and is never printed.
-func runDB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "migrate" && args[0] != "status") {
-		fmt.Fprintln(stderr, "relaisctl: usage: relaisctl db migrate|status [--dsn-file FILE]")
-		return 2
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("relaisctl db "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dsnFile := fs.String("dsn-file", "", "file holding the database DSN of the schema owner (else $"+pgdb.DSNEnv+")")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "relaisctl db %s: unexpected argument %q\n", verb, fs.Arg(0))
-		return 2
-	}
+func runDB(ctx context.Context, verb, dsnFileV string, stdout, stderr io.Writer) int {
+	dsnFile := &dsnFileV
 	dsn, err := pgdb.LoadDSN(*dsnFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relaisctl db %s: %v\n", verb, err)

@@ -2,69 +2,72 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
-// runCredentialsList lists the credential records of the registry.
-func runCredentialsList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl credentials list", flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	subject := fs.String("consumer", "", "only this SIRET (or operator id)")
-	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-		resp, err := adminv1.NewCredentialAdminServiceClient(conn).ListCredentials(ctx, &adminv1.ListCredentialsRequest{Subject: *subject})
-		if err != nil {
-			return err
-		}
-		if af.output == "json" {
-			return writeProtoJSON(out, resp)
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SERIAL\tKIND\tSUBJECT\tFROM\tUNTIL\tSTATUS\tISSUED BY")
-		for _, r := range resp.GetCredentials() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetSerial(), r.GetKind(), r.GetSubject(), day(r.GetNotBefore()), day(r.GetNotAfter()), r.GetStatus(), r.GetIssuedBy())
-		}
-		return tw.Flush()
-	}}
-	return runAdmin(ctx, "credentials list", c, args, stdout, stderr)
+// credentialsListCmd lists the credential records of the registry.
+func credentialsListCmd() *cobra.Command {
+	return adminLeaf("list [--consumer SIRET]", "List the certificates recorded in the registry (admin API)",
+		"  relaisctl credentials list --consumer 21750000500012",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			subject := fs.String("consumer", "", "only this SIRET (or operator id)")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				resp, err := adminv1.NewCredentialAdminServiceClient(conn).ListCredentials(ctx, &adminv1.ListCredentialsRequest{Subject: *subject})
+				if err != nil {
+					return err
+				}
+				v := view{whole: resp, items: protoItems(resp.GetCredentials()),
+					cols: []column{{name: "SERIAL"}, {name: "KIND"}, {name: "SUBJECT", max: 20}, {name: "FROM"}, {name: "UNTIL"}, {name: "STATUS"}, {name: "ISSUED BY", max: 16}}}
+				for _, r := range resp.GetCredentials() {
+					v.rows = append(v.rows, []string{r.GetSerial(), r.GetKind(), r.GetSubject(), day(r.GetNotBefore()), day(r.GetNotAfter()), r.GetStatus(), r.GetIssuedBy()})
+				}
+				return render(out, af.format(), v)
+			}
+		})
 }
 
-// runSources lists the typed services and their source adapters.
-func runSources(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) int {
-	if verb != "list" {
-		fmt.Fprintf(stderr, "relaisctl: unknown sources command %q (list)\n", verb)
-		return 2
-	}
-	fs := flag.NewFlagSet("relaisctl sources list", flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	c := command{flags: fs, admin: af, run: func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-		resp, err := adminv1.NewSourceAdminServiceClient(conn).ListSources(ctx, &adminv1.ListSourcesRequest{})
-		if err != nil {
-			return err
-		}
-		if af.output == "json" {
-			return writeProtoJSON(out, resp)
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SERVICE\tSOURCE\tSTATUS\tCALLS (5 MIN)\tERRORS\tP50\tP99\tLAST SUCCESS\tTIMEOUT")
-		for _, s := range resp.GetSources() {
-			last := "-"
-			if s.GetLastSuccess() != nil {
-				last = s.GetLastSuccess().AsTime().Format(time.RFC3339)
+// sourcesCmd lists the typed services and their source adapters.
+func sourcesCmd() *cobra.Command {
+	list := adminLeaf("list", "List the typed services, their source adapters and their health (admin API)", "  relaisctl sources list\n  relaisctl sources list -o wide",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				resp, err := adminv1.NewSourceAdminServiceClient(conn).ListSources(ctx, &adminv1.ListSourcesRequest{})
+				if err != nil {
+					return err
+				}
+				v := view{whole: resp, items: protoItems(resp.GetSources()),
+					cols: []column{{name: "SERVICE", max: 30}, {name: "SOURCE", max: 18}, {name: "STATUS", max: 10}, {name: "CALLS (5 MIN)"}, {name: "ERRORS"}, {name: "P50", max: 9}, {name: "P99", max: 9},
+						{name: "LAST SUCCESS", wide: true}, {name: "TIMEOUT", wide: true}}}
+				for _, s := range resp.GetSources() {
+					last := "-"
+					if s.GetLastSuccess() != nil {
+						last = s.GetLastSuccess().AsTime().Format(time.RFC3339)
+					}
+					service := s.GetService()
+					if af.format() == outTable {
+						service = shortService(service)
+					}
+					v.rows = append(v.rows, []string{service, s.GetSourceId(), s.GetStatus(), fmt.Sprint(s.GetCalls()), fmt.Sprintf("%.0f%%", 100*s.GetErrorRatio()),
+						s.GetLatencyP50().AsDuration().Round(10 * time.Microsecond).String(), s.GetLatencyP99().AsDuration().Round(10 * time.Microsecond).String(), last, s.GetTimeout().AsDuration().String()})
+				}
+				return render(out, af.format(), v)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f%%\t%s\t%s\t%s\t%s\n", s.GetService(), s.GetSourceId(), s.GetStatus(), s.GetCalls(), 100*s.GetErrorRatio(),
-				s.GetLatencyP50().AsDuration(), s.GetLatencyP99().AsDuration(), last, s.GetTimeout().AsDuration())
-		}
-		return tw.Flush()
-	}}
-	return runAdmin(ctx, "sources list", c, args, stdout, stderr)
+		})
+	return group("sources", "The typed services and their source adapters (admin API)", list)
 }
 
 // recordIssued tells the broker's registry about a certificate relaisctl

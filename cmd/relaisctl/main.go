@@ -1,22 +1,29 @@
 // Command relaisctl is the Relais operator CLI: the catalogues operators
-// grant from (scopes) and the error catalogue; the Vault PKI bootstrap;
-// the credential lifecycle (issue, sign a CSR, renew, revoke) and the
-// issuer rotation. Consumer, grant and audit commands arrive with the
-// registry and audit work.
+// grant from (scopes) and the error catalogue; consumers, grants and the
+// declarative apply; the Vault PKI bootstrap and the credential lifecycle
+// (issue, sign a CSR, renew, revoke) and the issuer rotation; the audit
+// log (verify, export, query, a citizen's report); the audit keys; online
+// backups and restores; the PostgreSQL schema and the store migration.
+//
+// It is built on cobra: each verb has its own flags, help and examples;
+// `relaisctl completion bash|zsh|fish` and `relaisctl man --dir D` come
+// from the same command tree. Commands that reach a broker take their
+// address and operator credential from a flag, else the environment
+// (RELAIS_ADMIN_ADDR, RELAIS_OPERATOR_DIR), else the current context of
+// the config file (`relaisctl context`).
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/errcat"
@@ -29,129 +36,112 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: relaisctl <command> [flags]
-
-commands:
-  scopes [-o table|json]       list every service, method and scope consumers can be granted
-  errors [-o table|json]       list the error catalogue (reasons, gRPC codes, messages)
-  consumers add SIRET --name N [--contact 'Name <email>']
-  consumers list|show SIRET|suspend SIRET|resume SIRET
-                               manage the consuming bodies (admin API)
-  grants add --consumer SIRET --service S --scopes a,b --purpose code:label:legal basis --until DATE
-  grants list [--consumer S] [--service S] [--expiring 720h] | revoke ID | extend ID --until DATE
-                               manage habilitations (admin API)
-  apply -f grants.yaml [--dry-run]
-                               make the listed consumers' grants match a declarative file, showing the diff
-  audit verify (--db FILE | --file EXPORT | --online) [--checkpoints FILE]
-                               check the audit log's hash chains and signed checkpoints with the public key alone
-  audit export (--db FILE | --online) [--out FILE]
-                               the whole log as JSON lines (records and checkpoints), for archives and offline checks
-  audit checkpoints (--db FILE | --online)
-                               export the signed checkpoints (JSON lines) for a third party
-  audit query                  list audit records (--consumer, --method, --code, --from, --to; --format table|jsonl|csv)
-  audit subject                a citizen's access report: who accessed this person's data, when, why, which fields
-  db migrate|status [--dsn-file F]
-                               apply or list the PostgreSQL schema migrations (DSN from the file or $RELAIS_DATABASE_DSN)
-  store migrate --from bbolt:DIR --to postgres [--to-dsn-file F] --public-key FILE [--resume]
-                               copy a stopped broker's registry and audit log into an empty PostgreSQL database, then verify it
-  vault init                   set up the Vault PKI for Relais (idempotent)
-  credentials issue            issue a certificate and its key (the CA makes the key)
-  credentials sign             sign a consumer's CSR (the consumer keeps its key; recommended)
-  credentials renew            renew a consumer credential through the broker (consumer side)
-  credentials revoke           revoke a certificate, or all of a consumer's, in the CA and the broker at once
-  credentials list             list the certificates recorded in the registry (admin API)
-  sources list                 list the typed services and their source adapters (admin API)
-  anomalies list [--consumer S] [-o table|json]
-                               list the abnormal use detected (enumeration, volume) and the action taken (admin API)
-  issuer rotate                start a new intermediate issuing CA (Vault); old certificates stay valid
-  version                      print the version
-
-Run 'relaisctl <command> -h' for the flags of a command.
-`
-
 var version = "dev"
 
+// run executes one command line: the whole CLI, for main and for tests.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		return errorCode(err, cmd, stderr)
 	}
-	switch args[0] {
-	case "scopes", "errors":
-		return runCatalog(args, stdout, stderr)
-	case "db":
-		return runDB(ctx, args[1:], stdout, stderr)
-	case "store":
-		return runStore(ctx, args[1:], stdout, stderr)
-	case "vault":
-		if len(args) < 2 || args[1] != "init" {
-			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl vault init [flags]\n")
-			return 2
-		}
-		return runVaultInit(ctx, args[2:], stdout, stderr)
-	case "credentials":
-		if len(args) < 2 {
-			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl credentials issue|sign|renew|revoke [flags]\n")
-			return 2
-		}
-		return runCredentials(ctx, args[1], args[2:], stdout, stderr)
-	case "consumers", "grants":
-		if len(args) < 2 {
-			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl %s <command> [flags]\n", args[0])
-			return 2
-		}
-		if args[0] == "consumers" {
-			return runConsumers(ctx, args[1], args[2:], stdout, stderr)
-		}
-		return runGrants(ctx, args[1], args[2:], stdout, stderr)
-	case "sources":
-		if len(args) < 2 {
-			fmt.Fprintln(stderr, "relaisctl: usage: relaisctl sources list [flags]")
-			return 2
-		}
-		return runSources(ctx, args[1], args[2:], stdout, stderr)
-	case "audit":
-		return runAudit(ctx, args[1:], stdout, stderr)
-	case "anomalies":
-		if len(args) < 2 {
-			fmt.Fprintln(stderr, "relaisctl: usage: relaisctl anomalies list [flags]")
-			return 2
-		}
-		return runAnomalies(ctx, args[1], args[2:], stdout, stderr)
-	case "apply":
-		return runApply(ctx, args[1:], stdout, stderr)
-	case "issuer":
-		if len(args) < 2 || args[1] != "rotate" {
-			fmt.Fprintf(stderr, "relaisctl: usage: relaisctl issuer rotate [flags]\n")
-			return 2
-		}
-		return runIssuerRotate(ctx, args[2:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "relaisctl", version)
-		return 0
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "relaisctl: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
+	return 0
 }
 
-func runCatalog(args []string, stdout, stderr io.Writer) int {
-	output := "table"
-	rest := args[1:]
-	if len(rest) == 2 && rest[0] == "-o" {
-		output, rest = rest[1], nil
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "relaisctl",
+		Short: "Operate a Relais broker: consumers, grants, credentials, audit log, keys, backups",
+		Long: `relaisctl operates a Relais broker.
+
+Commands that reach a running broker (admin API) find it, in this order,
+from --admin-addr/--operator-dir/--server-name, from $RELAIS_ADMIN_ADDR,
+$RELAIS_OPERATOR_DIR and $RELAIS_SERVER_NAME, from the current context of
+the config file (relaisctl context --help), else the dev defaults
+(127.0.0.1:4444, relais-dev/dev/operators/admin).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Sprintf("unknown command %q", args[0])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return exitError{2}
+		},
 	}
-	if len(rest) > 0 || (output != "table" && output != "json") {
-		fmt.Fprintf(stderr, "relaisctl: bad arguments %q\n\n%s", args[1:], usage)
-		return 2
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	root.AddGroup(&cobra.Group{ID: "registry", Title: "Consumers and grants (admin API):"},
+		&cobra.Group{ID: "pki", Title: "Certificates (Vault PKI or the dev CA):"},
+		&cobra.Group{ID: "audit", Title: "Audit log, keys and backups:"},
+		&cobra.Group{ID: "store", Title: "Storage (PostgreSQL schema, migration):"})
+	add := func(id string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = id
+			root.AddCommand(c)
+		}
 	}
-	if args[0] == "scopes" {
-		return printScopes(stdout, output)
-	}
-	return printErrors(stdout, output)
+	add("registry", consumersCmd(), grantsCmd(), applyCmd(), scopesCmd(), sourcesCmd(), anomaliesCmd(), remindersCmd())
+	add("pki", credentialsCmd(), vaultCmd(), issuerCmd())
+	add("audit", auditCmd(), keysCmd(), backupCmd(), restoreCmd())
+	add("store", dbCmd(), storeCmd())
+	root.AddCommand(errorsCmd(), contextCmd(), manCmd(root), versionCmd())
+	return root
+}
+
+func versionCmd() *cobra.Command {
+	return leaf("version", "Print the version", "", func(fs *pflag.FlagSet) body {
+		return func(_ context.Context, stdout, _ io.Writer) int {
+			fmt.Fprintln(stdout, "relaisctl", version)
+			return 0
+		}
+	})
+}
+
+// manCmd writes one man page per command (relaisctl.1,
+// relaisctl-consumers-add.1, …), generated from the command tree.
+func manCmd(root *cobra.Command) *cobra.Command {
+	return leaf("man --dir DIR", "Write the man pages of every command into a directory", "  relaisctl man --dir /usr/local/share/man/man1", func(fs *pflag.FlagSet) body {
+		dir := fs.String("dir", "", "directory to write the pages into (created)")
+		return func(_ context.Context, stdout, stderr io.Writer) int {
+			if *dir == "" || fs.NArg() > 0 {
+				fmt.Fprintln(stderr, "relaisctl man: --dir is required, and nothing else")
+				return 2
+			}
+			if err := os.MkdirAll(*dir, 0o755); err != nil {
+				fmt.Fprintf(stderr, "relaisctl man: %v\n", err)
+				return 1
+			}
+			root.DisableAutoGenTag = true
+			hdr := &doc.GenManHeader{Title: "RELAISCTL", Section: "1", Source: "Relais " + version, Manual: "Relais operator manual"}
+			if err := doc.GenManTree(root, hdr, *dir); err != nil {
+				fmt.Fprintf(stderr, "relaisctl man: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "man pages written to %s\n", *dir)
+			return 0
+		}
+	})
+}
+
+func scopesCmd() *cobra.Command {
+	return leaf("scopes", "List every service, method and scope consumers can be granted", "  relaisctl scopes\n  relaisctl scopes -o json", func(fs *pflag.FlagSet) body {
+		out := addOutputFlag(fs)
+		return func(_ context.Context, stdout, stderr io.Writer) int {
+			if fs.NArg() > 0 {
+				fmt.Fprintf(stderr, "relaisctl scopes: unexpected argument %q\n", fs.Arg(0))
+				return 2
+			}
+			return printed(stderr, "scopes", render(stdout, out.v, scopesView()))
+		}
+	})
 }
 
 type scopeRow struct {
@@ -160,22 +150,41 @@ type scopeRow struct {
 	Scope   string `json:"scope"`
 }
 
-func printScopes(w io.Writer, output string) int {
+func scopesView() view {
+	v := view{cols: []column{{name: "SERVICE", max: 40}, {name: "SCOPE", max: 60}, {name: "METHOD", wide: true}}}
 	var rows []scopeRow
 	for _, m := range catalog.Default().Methods() {
 		for _, s := range m.Scopes.Sorted() {
-			rows = append(rows, scopeRow{Service: m.Service, Method: m.FullMethod, Scope: s})
+			r := scopeRow{Service: m.Service, Method: m.FullMethod, Scope: s}
+			rows = append(rows, r)
+			v.items = append(v.items, r)
+			v.rows = append(v.rows, []string{r.Service, r.Scope, r.Method})
 		}
 	}
-	if output == "json" {
-		return writeJSON(w, rows)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tSCOPE")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\n", r.Service, r.Scope)
-	}
-	return flush(tw)
+	v.whole = rows
+	return v
+}
+
+func errorsCmd() *cobra.Command {
+	return leaf("errors", "List the error catalogue (reasons, gRPC codes, messages)", "  relaisctl errors\n  relaisctl errors -o json", func(fs *pflag.FlagSet) body {
+		out := addOutputFlag(fs)
+		return func(_ context.Context, stdout, stderr io.Writer) int {
+			if fs.NArg() > 0 {
+				fmt.Fprintf(stderr, "relaisctl errors: unexpected argument %q\n", fs.Arg(0))
+				return 2
+			}
+			v := view{cols: []column{{name: "REASON", max: 30}, {name: "CODE", max: 18}, {name: "MESSAGE", max: 66}}}
+			var rows []errorRow
+			for _, e := range errcat.Entries() {
+				r := errorRow{Reason: string(e.Reason), Code: e.Code.String(), Message: e.Message}
+				rows = append(rows, r)
+				v.items = append(v.items, r)
+				v.rows = append(v.rows, []string{r.Reason, r.Code, r.Message})
+			}
+			v.whole = rows
+			return printed(stderr, "errors", render(stdout, out.v, v))
+		}
+	})
 }
 
 type errorRow struct {
@@ -184,42 +193,10 @@ type errorRow struct {
 	Message string `json:"message"`
 }
 
-func printErrors(w io.Writer, output string) int {
-	var rows []errorRow
-	for _, e := range errcat.Entries() {
-		rows = append(rows, errorRow{Reason: string(e.Reason), Code: e.Code.String(), Message: e.Message})
-	}
-	if output == "json" {
-		return writeJSON(w, rows)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REASON\tCODE\tMESSAGE")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Reason, r.Code, r.Message)
-	}
-	return flush(tw)
-}
-
-func writeProtoJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(m)
+// printed turns a printing error into an exit code.
+func printed(stderr io.Writer, name string, err error) int {
 	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
-}
-
-func writeJSON(w io.Writer, v any) int {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return 1
-	}
-	return 0
-}
-
-func flush(tw *tabwriter.Writer) int {
-	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(stderr, "relaisctl %s: %v\n", name, err)
 		return 1
 	}
 	return 0

@@ -3,159 +3,212 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
-// adminFlags say how to reach the broker's admin API.
+// adminFlags say how to reach the broker's admin API; each value is
+// resolved flag > environment > context > default (resolveConn).
 type adminFlags struct {
-	addr, operatorDir, serverName, output string
+	fs                                     *pflag.FlagSet
+	addr, operatorDir, serverName, ctxName string
+	out                                    *outputFlag
+	errOut                                 io.Writer
 }
 
-func addAdminFlags(fs *flag.FlagSet) *adminFlags {
-	f := &adminFlags{}
-	fs.StringVar(&f.addr, "admin-addr", "127.0.0.1:4444", "address of the broker's admin API")
-	fs.StringVar(&f.operatorDir, "operator-dir", filepath.Join("relais-dev", "dev", "operators", "admin"), "the operator's credential directory (cert.pem, key.pem, ca.pem)")
-	fs.StringVar(&f.serverName, "server-name", "localhost", "name the broker's certificate must carry")
-	fs.StringVar(&f.output, "o", "table", "output: table or json")
+// stderr is where a running command writes notes.
+func (f *adminFlags) stderr() io.Writer {
+	if f.errOut == nil {
+		return io.Discard
+	}
+	return f.errOut
+}
+
+// addConnFlags declares the flags that reach the admin API.
+func addConnFlags(fs *pflag.FlagSet) *adminFlags {
+	f := &adminFlags{fs: fs}
+	fs.StringVar(&f.addr, "admin-addr", defaultAdminAddr, "address of the broker's admin API (else $"+envAdminAddr+", else the context)")
+	fs.StringVar(&f.operatorDir, "operator-dir", defaultOperatorDir, "the operator's credential directory: cert.pem, key.pem, ca.pem (else $"+envOperatorDir+", else the context)")
+	fs.StringVar(&f.serverName, "server-name", defaultServerName, "name the broker's certificate must carry (else $"+envServerName+", else the context)")
+	fs.StringVar(&f.ctxName, "context", "", "the named context of the config file to use (else $"+envContext+", else its current-context)")
 	return f
 }
 
-func (f *adminFlags) dial() (*grpc.ClientConn, error) {
-	if f.output != "table" && f.output != "json" {
-		return nil, fmt.Errorf("-o must be table or json, not %q", f.output)
+// addAdminFlags declares the connection flags and -o.
+func addAdminFlags(fs *pflag.FlagSet) *adminFlags {
+	f := addConnFlags(fs)
+	f.out = addOutputFlag(fs)
+	return f
+}
+
+// format is the -o value (table when the command has none).
+func (f *adminFlags) format() string {
+	if f.out == nil {
+		return outTable
 	}
-	_, conn, err := dialWith(f.operatorDir, f.addr, f.serverName)
-	return conn, err
+	return f.out.v
+}
+
+// resolve gives the settings the command uses.
+func (f *adminFlags) resolve() (connSettings, error) { return resolveConn(f.fs, f.ctxName) }
+
+func (f *adminFlags) dial() (*grpc.ClientConn, error) {
+	s, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	_, conn, err := dialWith(s.OperatorDir.Value, s.AdminAddr.Value, s.ServerName.Value)
+	if err != nil {
+		return nil, fmt.Errorf("%w (operator credential from %s; relaisctl context show)", err, s.OperatorDir.Source)
+	}
+	return conn, nil
 }
 
 // command is one relaisctl sub-command over the admin API.
 type command struct {
-	flags *flag.FlagSet
+	flags *pflag.FlagSet
 	admin *adminFlags
 	run   func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error
 }
 
-// runAdmin parses args, dials the admin API and runs c; errors give a
-// one-line reason and a non-zero exit code.
-func runAdmin(ctx context.Context, name string, c command, args []string, stdout, stderr io.Writer) int {
-	c.flags.SetOutput(stderr)
-	if err := c.flags.Parse(reorderFlags(c.flags, args)); err != nil {
-		return 2
-	}
-	conn, err := c.admin.dial()
-	if err != nil {
-		fmt.Fprintf(stderr, "relaisctl %s: %v\n", name, err)
-		return 1
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	if err := c.run(ctx, conn, stdout); err != nil {
-		var usage usageError
-		if errors.As(err, &usage) {
+// adminBody dials the admin API and runs c; errors give a one-line
+// reason and a non-zero exit code.
+func adminBody(name string, c command) body {
+	return func(ctx context.Context, stdout, stderr io.Writer) int {
+		c.admin.errOut = stderr
+		conn, err := c.admin.dial()
+		if err != nil {
 			fmt.Fprintf(stderr, "relaisctl %s: %v\n", name, err)
-			return 2
+			return 1
 		}
-		fmt.Fprintf(stderr, "relaisctl %s: %s\n", name, describe(err))
-		return 1
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		if err := c.run(ctx, conn, stdout); err != nil {
+			var ex exitError
+			if errors.As(err, &ex) {
+				return ex.code
+			}
+			var usage usageError
+			if errors.As(err, &usage) {
+				fmt.Fprintf(stderr, "relaisctl %s: %v\n", name, err)
+				return 2
+			}
+			fmt.Fprintf(stderr, "relaisctl %s: %s\n", name, describe(err))
+			return 1
+		}
+		return 0
 	}
-	return 0
 }
 
-type usageError struct{ msg string }
+// adminLeaf is a leaf over the admin API: define declares the verb's own
+// flags (the connection flags and -o are added) and returns what it does.
+func adminLeaf(use, short, example string, define func(fs *pflag.FlagSet, af *adminFlags) func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error) *cobra.Command {
+	name := ""
+	cmd := leaf(use, short, example, func(fs *pflag.FlagSet) body {
+		af := addAdminFlags(fs)
+		run := define(fs, af)
+		return func(ctx context.Context, stdout, stderr io.Writer) int {
+			return adminBody(name, command{flags: fs, admin: af, run: run})(ctx, stdout, stderr)
+		}
+	})
+	cmd.RegisterFlagCompletionFunc("context", contextNames)
+	cmd.PreRun = func(c *cobra.Command, _ []string) { name = strings.TrimPrefix(c.CommandPath(), "relaisctl ") }
+	return cmd
+}
 
-func (u usageError) Error() string { return u.msg }
-
-func runConsumers(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl consumers "+verb, flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	name := fs.String("name", "", "the body's name (add)")
-	contact := fs.String("contact", "", "administrative contact as 'Name <email>' (add)")
-	reason := fs.String("reason", "", "why, for the audit log (suspend, resume)")
-	c := command{flags: fs, admin: af}
-	siretArg := func() (string, error) {
+func consumersCmd() *cobra.Command {
+	client := func(conn *grpc.ClientConn) adminv1.ConsumerAdminServiceClient {
+		return adminv1.NewConsumerAdminServiceClient(conn)
+	}
+	siretArg := func(fs *pflag.FlagSet) (string, error) {
 		if fs.NArg() != 1 {
 			return "", usageError{"give one SIRET"}
 		}
 		return fs.Arg(0), nil
 	}
-	client := func(conn *grpc.ClientConn) adminv1.ConsumerAdminServiceClient {
-		return adminv1.NewConsumerAdminServiceClient(conn)
-	}
-	switch verb {
-	case "add":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			siret, err := siretArg()
-			if err != nil {
-				return err
-			}
-			req := &adminv1.AddConsumerRequest{Siret: siret, Name: *name}
-			if *contact != "" {
-				ct, err := parseContact(*contact)
+	add := adminLeaf("add SIRET --name NAME [--contact 'Name <email>']", "Register a consuming body",
+		"  relaisctl consumers add 21750000500012 --name 'Mairie de Paris' --contact 'DSI <dsi@paris.example>'",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			name := fs.String("name", "", "the body's name")
+			contact := fs.String("contact", "", "administrative contact as 'Name <email>'")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				siret, err := siretArg(fs)
 				if err != nil {
 					return err
 				}
-				req.Contacts = append(req.Contacts, ct)
+				req := &adminv1.AddConsumerRequest{Siret: siret, Name: *name}
+				if *contact != "" {
+					ct, err := parseContact(*contact)
+					if err != nil {
+						return err
+					}
+					req.Contacts = append(req.Contacts, ct)
+				}
+				resp, err := client(conn).AddConsumer(ctx, req)
+				if err != nil {
+					return err
+				}
+				return printConsumers(out, af.format(), resp.GetConsumer())
 			}
-			resp, err := client(conn).AddConsumer(ctx, req)
-			if err != nil {
-				return err
+		})
+	list := adminLeaf("list", "List the consuming bodies", "  relaisctl consumers list\n  relaisctl consumers list -o json",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				resp, err := client(conn).ListConsumers(ctx, &adminv1.ListConsumersRequest{})
+				if err != nil {
+					return err
+				}
+				return printConsumers(out, af.format(), resp.GetConsumers()...)
 			}
-			return printConsumers(out, af.output, resp.GetConsumer())
-		}
-	case "list":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			resp, err := client(conn).ListConsumers(ctx, &adminv1.ListConsumersRequest{})
-			if err != nil {
-				return err
+		})
+	show := adminLeaf("show SIRET", "Show one consuming body", "  relaisctl consumers show 21750000500012 -o json",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				siret, err := siretArg(fs)
+				if err != nil {
+					return err
+				}
+				resp, err := client(conn).GetConsumer(ctx, &adminv1.GetConsumerRequest{Siret: siret})
+				if err != nil {
+					return err
+				}
+				return printConsumers(out, af.format(), resp.GetConsumer())
 			}
-			return printConsumers(out, af.output, resp.GetConsumers()...)
-		}
-	case "show":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			siret, err := siretArg()
-			if err != nil {
-				return err
-			}
-			resp, err := client(conn).GetConsumer(ctx, &adminv1.GetConsumerRequest{Siret: siret})
-			if err != nil {
-				return err
-			}
-			return printConsumers(out, af.output, resp.GetConsumer())
-		}
-	case "suspend", "resume":
-		status := adminv1.ConsumerStatus_CONSUMER_STATUS_SUSPENDED
-		if verb == "resume" {
-			status = adminv1.ConsumerStatus_CONSUMER_STATUS_ACTIVE
-		}
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			siret, err := siretArg()
-			if err != nil {
-				return err
-			}
-			resp, err := client(conn).SetConsumerStatus(ctx, &adminv1.SetConsumerStatusRequest{Siret: siret, Status: status, Reason: *reason})
-			if err != nil {
-				return err
-			}
-			return printConsumers(out, af.output, resp.GetConsumer())
-		}
-	default:
-		fmt.Fprintf(stderr, "relaisctl: unknown consumers command %q (add, list, show, suspend, resume)\n", verb)
-		return 2
+		})
+	status := func(verb, short string, st adminv1.ConsumerStatus) *cobra.Command {
+		return adminLeaf(verb+" SIRET [--reason R]", short, "  relaisctl consumers "+verb+" 21750000500012 --reason 'convention signed'",
+			func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+				reason := fs.String("reason", "", "why, for the audit log (no personal data)")
+				return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+					siret, err := siretArg(fs)
+					if err != nil {
+						return err
+					}
+					resp, err := client(conn).SetConsumerStatus(ctx, &adminv1.SetConsumerStatusRequest{Siret: siret, Status: st, Reason: *reason})
+					if err != nil {
+						return err
+					}
+					return printConsumers(out, af.format(), resp.GetConsumer())
+				}
+			})
 	}
-	return runAdmin(ctx, "consumers "+verb, c, args, stdout, stderr)
+	return group("consumers", "Manage the consuming bodies (admin API)", add, list, show,
+		status("suspend", "Suspend a consumer: its calls are refused at once", adminv1.ConsumerStatus_CONSUMER_STATUS_SUSPENDED),
+		status("resume", "Resume a suspended consumer", adminv1.ConsumerStatus_CONSUMER_STATUS_ACTIVE))
 }
 
 func parseContact(s string) (*adminv1.Contact, error) {
@@ -167,104 +220,119 @@ func parseContact(s string) (*adminv1.Contact, error) {
 }
 
 func printConsumers(w io.Writer, output string, cs ...*adminv1.Consumer) error {
-	if output == "json" {
-		return writeProtoJSON(w, &adminv1.ListConsumersResponse{Consumers: cs})
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SIRET\tSTATUS\tNAME\tCREATED")
+	v := view{whole: &adminv1.ListConsumersResponse{Consumers: cs}, items: protoItems(cs),
+		cols: []column{{name: "SIRET"}, {name: "STATUS"}, {name: "NAME", max: 50}, {name: "CREATED"}, {name: "CONTACTS", wide: true}}}
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.GetSiret(), statusName(c.GetStatus()), c.GetName(), day(c.GetCreatedAt()))
+		var contacts []string
+		for _, ct := range c.GetContacts() {
+			contacts = append(contacts, ct.GetName())
+		}
+		v.rows = append(v.rows, []string{c.GetSiret(), statusName(c.GetStatus()), c.GetName(), day(c.GetCreatedAt()), strings.Join(contacts, ", ")})
 	}
-	return tw.Flush()
+	return render(w, output, v)
 }
 
 func statusName(s adminv1.ConsumerStatus) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "CONSUMER_STATUS_"))
 }
 
-func runGrants(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl grants "+verb, flag.ContinueOnError)
-	af := addAdminFlags(fs)
-	consumer := fs.String("consumer", "", "consumer SIRET (add; filter for list)")
-	service := fs.String("service", "", "full service name, e.g. relais.familyquotient.v1.FamilyQuotientService (add; filter for list)")
-	scopes := fs.String("scopes", "", "comma-separated scopes (add); `relaisctl scopes` lists them")
-	purpose := fs.String("purpose", "", "purpose as code:label:legal basis (add)")
-	from := fs.String("from", "", "start, RFC 3339 or YYYY-MM-DD (add; default now)")
-	until := fs.String("until", "", "end, RFC 3339 or YYYY-MM-DD (add, extend)")
-	rate := fs.Float64("rate", 20, "calls per second (add; 0 = no limit)")
-	burst := fs.Int("burst", 40, "burst (add)")
-	daily := fs.Int("daily-cap", 0, "calls per day (add; 0 = none)")
-	volume := fs.Int("expected-daily-volume", 0, "declared daily volume (add)")
-	expiring := fs.Duration("expiring", 0, "list only grants ending within this duration, e.g. 720h (list)")
-	reason := fs.String("reason", "", "why, for the audit log (revoke)")
-	c := command{flags: fs, admin: af}
+func grantsCmd() *cobra.Command {
 	client := func(conn *grpc.ClientConn) adminv1.GrantAdminServiceClient {
 		return adminv1.NewGrantAdminServiceClient(conn)
 	}
-	idArg := func() (string, error) {
+	idArg := func(fs *pflag.FlagSet) (string, error) {
 		if fs.NArg() != 1 {
 			return "", usageError{"give one grant id"}
 		}
 		return fs.Arg(0), nil
 	}
-	switch verb {
-	case "add":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			req, err := grantRequest(*consumer, *service, *scopes, *purpose, *from, *until, *rate, *burst, *daily, *volume)
-			if err != nil {
-				return err
+	add := adminLeaf("add --consumer SIRET --service S --scopes a,b --purpose 'code:label:legal basis' --until DATE", "Grant a consumer scopes of a service for a purpose",
+		`  relaisctl grants add --consumer 21750000500012 \
+    --service relais.familyquotient.v1.FamilyQuotientService --scopes family_quotient.value \
+    --purpose 'tarification_cantine:Tarification de la cantine:CGCT art. L2331-2' --until 2027-12-31`,
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			consumer := fs.String("consumer", "", "consumer SIRET")
+			service := fs.String("service", "", "full service name, e.g. relais.familyquotient.v1.FamilyQuotientService")
+			scopes := fs.String("scopes", "", "comma-separated scopes; relaisctl scopes lists them")
+			purpose := fs.String("purpose", "", "purpose as code:label:legal basis")
+			from := fs.String("from", "", "start, RFC 3339 or YYYY-MM-DD (default now)")
+			until := fs.String("until", "", "end, RFC 3339 or YYYY-MM-DD")
+			rate := fs.Float64("rate", 20, "calls per second (0 = no limit)")
+			burst := fs.Int("burst", 40, "burst")
+			daily := fs.Int("daily-cap", 0, "calls per day (0 = none)")
+			volume := fs.Int("expected-daily-volume", 0, "declared daily volume (anomaly detection)")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				req, err := grantRequest(*consumer, *service, *scopes, *purpose, *from, *until, *rate, *burst, *daily, *volume)
+				if err != nil {
+					return err
+				}
+				resp, err := client(conn).AddGrant(ctx, req)
+				if err != nil {
+					return err
+				}
+				return printGrants(out, af.format(), resp.GetGrant())
 			}
-			resp, err := client(conn).AddGrant(ctx, req)
-			if err != nil {
-				return err
+		})
+	list := adminLeaf("list [--consumer SIRET] [--service S] [--expiring 720h]", "List grants",
+		"  relaisctl grants list --consumer 21750000500012\n  relaisctl grants list --expiring 720h -o wide",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			consumer := fs.String("consumer", "", "only this consumer SIRET")
+			service := fs.String("service", "", "only this full service name")
+			expiring := fs.Duration("expiring", 0, "only grants ending within this duration, e.g. 720h")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				req := &adminv1.ListGrantsRequest{ConsumerSiret: *consumer, Service: *service}
+				if *expiring > 0 {
+					req.ExpiringBefore = timestamppb.New(time.Now().Add(*expiring))
+				}
+				resp, err := client(conn).ListGrants(ctx, req)
+				if err != nil {
+					return err
+				}
+				return printGrants(out, af.format(), resp.GetGrants()...)
 			}
-			return printGrants(out, af.output, resp.GetGrant())
-		}
-	case "list":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			req := &adminv1.ListGrantsRequest{ConsumerSiret: *consumer, Service: *service}
-			if *expiring > 0 {
-				req.ExpiringBefore = timestamppb.New(time.Now().Add(*expiring))
+		})
+	revoke := adminLeaf("revoke ID [--reason R]", "Revoke a grant: the consumer's next call under it is refused",
+		"  relaisctl grants revoke g-7f3a --reason 'convention ended'",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			reason := fs.String("reason", "", "why, for the audit log (no personal data)")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				id, err := idArg(fs)
+				if err != nil {
+					return err
+				}
+				resp, err := client(conn).RevokeGrant(ctx, &adminv1.RevokeGrantRequest{Id: id, Reason: *reason})
+				if err != nil {
+					return err
+				}
+				return printGrants(out, af.format(), resp.GetGrant())
 			}
-			resp, err := client(conn).ListGrants(ctx, req)
-			if err != nil {
-				return err
+		})
+	extend := adminLeaf("extend ID --until DATE", "Move the end of a grant", "  relaisctl grants extend g-7f3a --until 2028-06-30",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			until := fs.String("until", "", "new end, RFC 3339 or YYYY-MM-DD")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				id, err := idArg(fs)
+				if err != nil {
+					return err
+				}
+				end, err := parseTime("--until", *until)
+				if err != nil {
+					return err
+				}
+				resp, err := client(conn).ExtendGrant(ctx, &adminv1.ExtendGrantRequest{Id: id, NotAfter: timestamppb.New(end)})
+				if err != nil {
+					return err
+				}
+				return printGrants(out, af.format(), resp.GetGrant())
 			}
-			return printGrants(out, af.output, resp.GetGrants()...)
-		}
-	case "revoke":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			id, err := idArg()
-			if err != nil {
-				return err
-			}
-			resp, err := client(conn).RevokeGrant(ctx, &adminv1.RevokeGrantRequest{Id: id, Reason: *reason})
-			if err != nil {
-				return err
-			}
-			return printGrants(out, af.output, resp.GetGrant())
-		}
-	case "extend":
-		c.run = func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
-			id, err := idArg()
-			if err != nil {
-				return err
-			}
-			end, err := parseTime("--until", *until)
-			if err != nil {
-				return err
-			}
-			resp, err := client(conn).ExtendGrant(ctx, &adminv1.ExtendGrantRequest{Id: id, NotAfter: timestamppb.New(end)})
-			if err != nil {
-				return err
-			}
-			return printGrants(out, af.output, resp.GetGrant())
-		}
-	default:
-		fmt.Fprintf(stderr, "relaisctl: unknown grants command %q (add, list, revoke, extend)\n", verb)
-		return 2
-	}
-	return runAdmin(ctx, "grants "+verb, c, args, stdout, stderr)
+		})
+	return group("grants", "Manage habilitations: scopes of a service for a purpose (admin API)", add, list, revoke, extend)
 }
 
 func grantRequest(consumer, service, scopes, purpose, from, until string, rate float64, burst, daily, volume int) (*adminv1.AddGrantRequest, error) {
@@ -313,11 +381,9 @@ func parseTime(flagName, s string) (time.Time, error) {
 }
 
 func printGrants(w io.Writer, output string, gs ...*adminv1.Grant) error {
-	if output == "json" {
-		return writeProtoJSON(w, &adminv1.ListGrantsResponse{Grants: gs})
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCONSUMER\tSERVICE\tSCOPES\tPURPOSES\tFROM\tUNTIL\tRATE\tSTATE")
+	v := view{whole: &adminv1.ListGrantsResponse{Grants: gs}, items: protoItems(gs),
+		cols: []column{{name: "ID"}, {name: "CONSUMER"}, {name: "SERVICE", max: 22}, {name: "SCOPES", max: 20}, {name: "PURPOSES", wide: true},
+			{name: "FROM", wide: true}, {name: "UNTIL"}, {name: "RATE"}, {name: "DAILY CAP", wide: true}, {name: "STATE", max: 18}}}
 	for _, g := range gs {
 		var purposes []string
 		for _, p := range g.GetPurposes() {
@@ -332,10 +398,15 @@ func printGrants(w io.Writer, output string, gs ...*adminv1.Grant) error {
 		case g.GetNotBefore().AsTime().After(time.Now()):
 			state = "not yet valid"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s/s\t%s\n", g.GetId(), g.GetConsumerSiret(), g.GetService(), strings.Join(g.GetScopes(), ","),
-			strings.Join(purposes, ","), day(g.GetNotBefore()), day(g.GetNotAfter()), strconv.FormatFloat(g.GetQuota().GetRatePerSecond(), 'f', -1, 64), state)
+		service := shortService(g.GetService())
+		if output == outWide || output == outCSV {
+			service = g.GetService()
+		}
+		v.rows = append(v.rows, []string{g.GetId(), g.GetConsumerSiret(), service, strings.Join(g.GetScopes(), ","),
+			strings.Join(purposes, ","), day(g.GetNotBefore()), day(g.GetNotAfter()), strconv.FormatFloat(g.GetQuota().GetRatePerSecond(), 'f', -1, 64) + "/s",
+			strconv.Itoa(int(g.GetQuota().GetDailyCap())), state})
 	}
-	return tw.Flush()
+	return render(w, output, v)
 }
 
 func day(t *timestamppb.Timestamp) string {

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"hash"
 	"io"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
@@ -33,7 +34,6 @@ import (
 	"github.com/relais-broker/relais/broker/registry/pgreg"
 	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/internal/devenv"
-	"github.com/relais-broker/relais/internal/keyfile"
 	"github.com/relais-broker/relais/internal/pgdb"
 )
 
@@ -45,13 +45,26 @@ const storeAuditFile = "audit.db"
 // the size of the broker's own group commits (auditlog.Options.MaxBatch).
 const defaultMigrateBatch = 1000
 
-// runStore dispatches the store sub-commands.
-func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "migrate" {
-		fmt.Fprintln(stderr, "relaisctl: usage: relaisctl store migrate --from bbolt:DIR --to postgres [--to-dsn-file F] --public-key FILE [--resume]")
-		return 2
-	}
-	return runStoreMigrate(ctx, args[1:], stdout, stderr)
+// storeCmd groups the store commands.
+func storeCmd() *cobra.Command {
+	return group("store", "Move a stopped broker's state between stores", storeMigrateCmd())
+}
+
+func storeMigrateCmd() *cobra.Command {
+	return leaf("migrate --from bbolt:DIR --to postgres [--to-dsn-file F] --public-key FILE [--resume]",
+		"Copy a stopped broker's registry and audit log into an empty PostgreSQL database, then verify it",
+		"  relaisctl store migrate --from bbolt:/var/lib/relais --to postgres --to-dsn-file owner.dsn --public-key audit-signing.pub",
+		func(fs *pflag.FlagSet) body {
+			from := fs.String("from", "", "bbolt:DIR, the data directory of a stopped relaisd (registry.db, audit.db)")
+			to := fs.String("to", "", "postgres: the database (migrated with relaisctl db migrate, empty)")
+			dsnFile := fs.String("to-dsn-file", "", "file holding the target database DSN (else $"+pgdb.DSNEnv+"; never on the command line)")
+			pubFile := fs.String("public-key", "", "the operator's Ed25519 public key (PEM) that verifies the audit log; required")
+			batch := fs.Int("batch", defaultMigrateBatch, "audit records per target transaction (1 to 10000)")
+			resume := fs.Bool("resume", false, "finish an interrupted migration of this source: the target must be a partial copy of it")
+			return func(ctx context.Context, stdout, stderr io.Writer) int {
+				return runStoreMigrate(ctx, fs, *from, *to, *dsnFile, *pubFile, *batch, *resume, stdout, stderr)
+			}
+		})
 }
 
 // runStoreMigrate is `relaisctl store migrate`: it moves the state of a
@@ -89,18 +102,8 @@ func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // is missing, and verifies the whole as a first run does. Or drop and
 // recreate the database, run relaisctl db migrate, and migrate again; the
 // source is never changed.
-func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl store migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	from := fs.String("from", "", "bbolt:DIR, the data directory of a stopped relaisd (registry.db, audit.db)")
-	to := fs.String("to", "", "postgres: the database (migrated with relaisctl db migrate, empty)")
-	dsnFile := fs.String("to-dsn-file", "", "file holding the target database DSN (else $"+pgdb.DSNEnv+"; never on the command line)")
-	pubFile := fs.String("public-key", "", "the operator's Ed25519 public key (PEM) that verifies the audit log; required")
-	batch := fs.Int("batch", defaultMigrateBatch, "audit records per target transaction (1 to 10000)")
-	resume := fs.Bool("resume", false, "finish an interrupted migration of this source: the target must be a partial copy of it")
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
-	}
+func runStoreMigrate(ctx context.Context, fs *pflag.FlagSet, fromV, toV, dsnFileV, pubFileV string, batchV int, resumeV bool, stdout, stderr io.Writer) int {
+	from, to, dsnFile, pubFile, batch, resume := &fromV, &toV, &dsnFileV, &pubFileV, &batchV, &resumeV
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "relaisctl store migrate: "+format+"\n", a...)
 		return code
@@ -122,7 +125,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	if *batch < 1 || *batch > 10000 {
 		return fail(2, "--batch must be between 1 and 10000, not %d", *batch)
 	}
-	pub, err := keyfile.ReadPublicKey(*pubFile)
+	pub, err := readPublicKeys([]string{*pubFile})
 	if err != nil {
 		return fail(1, "%v", err)
 	}
@@ -147,7 +150,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 // migration is one run of store migrate.
 type migration struct {
 	dir    string
-	pub    ed25519.PublicKey
+	pub    []ed25519.PublicKey // the current key, then earlier ones (a keyring)
 	batch  int
 	resume bool
 	out    io.Writer
@@ -401,7 +404,7 @@ func (m *migration) verify(ctx context.Context, pool *pgxpool.Pool, reg *pgreg.S
 }
 
 func registryCounts(c registry.Contents) string {
-	return fmt.Sprintf("%d consumers, %d grants, %d credentials", len(c.Consumers), len(c.Grants), len(c.Credentials))
+	return plural(len(c.Consumers), "consumer") + ", " + plural(len(c.Grants), "grant") + ", " + plural(len(c.Credentials), "credential")
 }
 
 // source is the data directory of a stopped broker, held read-only: the
@@ -493,8 +496,8 @@ func (s *source) exportRegistry(ctx context.Context) (registry.Contents, error) 
 }
 
 // summarize verifies an export with pub and digests it.
-func summarize(ctx context.Context, pub ed25519.PublicKey, export func(context.Context, func(seal.Entry) error) error) (auditSummary, error) {
-	v := seal.NewVerifier(pub)
+func summarize(ctx context.Context, pub []ed25519.PublicKey, export func(context.Context, func(seal.Entry) error) error) (auditSummary, error) {
+	v := seal.NewVerifier(pub[0], pub[1:]...)
 	d := sha256.New()
 	err := export(ctx, func(e seal.Entry) error {
 		if err := digestEntry(d, e); err != nil {

@@ -343,7 +343,7 @@ func TestStoreMigrate(t *testing.T) {
 			t.Fatalf("exit %d\n%s%s", code, out, errOut)
 		}
 		code, out, errOut = d.migrate(t, tg, "--resume")
-		if code != 1 || !strings.Contains(errOut, "--resume: the target registry holds 1 consumers, 0 grants, 0 credentials, the source 3 consumers, 4 grants, 4 credentials: not a partial copy of this source, nothing was changed") {
+		if code != 1 || !strings.Contains(errOut, "--resume: the target registry holds 1 consumer, 0 grants, 0 credentials, the source 3 consumers, 4 grants, 4 credentials: not a partial copy of this source, nothing was changed") {
 			t.Fatalf("--resume: exit %d\n%s%s", code, out, errOut)
 		}
 		if got, log := tg.state(t); len(got.Consumers) != 1 || len(log) != 0 {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/certs"
@@ -55,17 +57,29 @@ func (f *caFlags) vaultCA(ctx context.Context) (*vaultca.CA, error) {
 	return vaultca.New(ctx, cfg)
 }
 
-func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl vault init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ca := addCAFlags(fs)
-	names := fs.String("server-names", "", "comma-separated DNS names the broker's certificate may carry (localhost is always allowed)")
-	secretOut := fs.String("secret-id-out", "", "write a new AppRole secret id for the broker to this file (0600)")
-	auditKeys := fs.Bool("audit-keys", false, "also keep the audit keys every replica shares in Vault: the pseudonym key in KV v2 ("+vaultca.DefaultKVMount+"/"+vaultca.DefaultKVPath+") and the Ed25519 checkpoint signing key in transit ("+vaultca.DefaultTransitMount+"/keys/"+vaultca.DefaultTransitKey+")")
-	pubOut := fs.String("audit-public-key-out", "", "with --audit-keys: write the checkpoint signing key's public key (PEM) to this file, for relaisctl audit verify")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
+func vaultCmd() *cobra.Command {
+	return group("vault", "Set up the Vault PKI (and the shared audit keys) for Relais", vaultInitCmd())
+}
+
+func vaultInitCmd() *cobra.Command {
+	return leaf("init [--server-names N,…] [--secret-id-out FILE] [--audit-keys]", "Set up the Vault PKI for Relais (idempotent)",
+		`  export VAULT_ADDR=https://vault.example.fr:8200 VAULT_TOKEN=…   # an operator's token
+  relaisctl vault init --server-names relais.example.fr --secret-id-out broker-secret-id`, func(fs *pflag.FlagSet) body {
+			ca := addCAFlags(fs)
+			_ = fs.MarkHidden("dev-ca")
+			names := fs.String("server-names", "", "comma-separated DNS names the broker's certificate may carry (localhost is always allowed)")
+			secretOut := fs.String("secret-id-out", "", "write a new AppRole secret id for the broker to this file (0600)")
+			auditKeys := fs.Bool("audit-keys", false, "also keep the audit keys every replica shares in Vault: the pseudonym key in KV v2 ("+vaultca.DefaultKVMount+"/"+vaultca.DefaultKVPath+") and the Ed25519 checkpoint signing key in transit ("+vaultca.DefaultTransitMount+"/keys/"+vaultca.DefaultTransitKey+")")
+			pubOut := fs.String("audit-public-key-out", "", "with --audit-keys: write the checkpoint signing key's public key (PEM) to this file, for relaisctl audit verify")
+			return func(ctx context.Context, stdout, stderr io.Writer) int {
+				return vaultInit(ctx, fs, ca, *names, *secretOut, *auditKeys, *pubOut, stdout, stderr)
+			}
+		})
+}
+
+func vaultInit(ctx context.Context, fs *pflag.FlagSet, ca *caFlags, names, secretOutV string, auditKeysV bool, pubOutV string, stdout, stderr io.Writer) int {
+	secretOut, auditKeys, pubOut := &secretOutV, &auditKeysV, &pubOutV
+	namesP := &names
 	if fs.NArg() > 0 || ca.devCA != "" {
 		fmt.Fprintln(stderr, "relaisctl vault init: unexpected arguments (the dev CA needs no init)")
 		return 2
@@ -79,7 +93,7 @@ func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer v.Close()
 	var serverNames []string
-	for _, n := range strings.Split(*names, ",") {
+	for _, n := range strings.Split(*namesP, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			serverNames = append(serverNames, n)
 		}
@@ -125,17 +139,22 @@ func runVaultInit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return 0
 }
 
-func runIssuerRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relaisctl issuer rotate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ca := addCAFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 || ca.devCA != "" {
-		fmt.Fprintln(stderr, "relaisctl issuer rotate: Vault only (the dev CA has no intermediate)")
-		return 2
-	}
+func issuerCmd() *cobra.Command {
+	rotate := leaf("rotate", "Start a new intermediate issuing CA (Vault); certificates of the previous one stay valid", "  relaisctl issuer rotate", func(fs *pflag.FlagSet) body {
+		ca := addCAFlags(fs)
+		_ = fs.MarkHidden("dev-ca")
+		return func(ctx context.Context, stdout, stderr io.Writer) int {
+			if fs.NArg() > 0 || ca.devCA != "" {
+				fmt.Fprintln(stderr, "relaisctl issuer rotate: Vault only (the dev CA has no intermediate)")
+				return 2
+			}
+			return issuerRotate(ctx, ca, stdout, stderr)
+		}
+	})
+	return group("issuer", "The issuing intermediate CA (Vault)", rotate)
+}
+
+func issuerRotate(ctx context.Context, ca *caFlags, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	v, err := ca.vaultCA(ctx)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/internal/pgtest"
 )
 
@@ -312,4 +314,27 @@ func TestRestartKeepsTheCAAndCredentials(t *testing.T) {
 	if out, err := shell(t, d2.firstCall); err != nil {
 		t.Fatalf("first call after restart: %v\n%s", err, out)
 	}
+}
+
+// callRecords reads the audit file of a stopped broker and returns the
+// records of data-API calls: admin events (operators', the reminder and
+// anomaly jobs') are left out, as their number depends on timing.
+func callRecords(t *testing.T, path string) []audit.Record {
+	t.Helper()
+	st, err := boltlog.OpenStoreReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	all, err := st.Query(context.Background(), audit.Filter{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []audit.Record
+	for _, r := range all {
+		if r.Operator == "" {
+			calls = append(calls, r)
+		}
+	}
+	return calls
 }

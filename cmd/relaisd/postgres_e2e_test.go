@@ -237,7 +237,7 @@ func TestPostgresDevKeepsNothingLocal(t *testing.T) {
 	}
 
 	admin := adminFlags(d2)
-	jsonl, err := shell(t, "relaisctl audit query --method /"+devenv.FirstCallMethod+" --format jsonl "+admin)
+	jsonl, err := shell(t, "relaisctl audit query --method /"+devenv.FirstCallMethod+" -o jsonl "+admin)
 	if err != nil {
 		t.Fatalf("audit query: %v\n%s", err, jsonl)
 	}

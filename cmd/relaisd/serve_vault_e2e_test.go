@@ -33,7 +33,7 @@ func TestServeWithVaultAppRole(t *testing.T) {
 	data, keys := prepareServe(t, dir)
 	// The operator issues the consumer's credential through Vault.
 	cred := filepath.Join(dir, "mairie")
-	if out, err := vaultShell(t, v, v.Addr, "relaisctl credentials issue --record=false --consumer 21990000100005 --name Mairie --out "+cred); err != nil {
+	if out, err := vaultShell(t, v, v.Addr, "relaisctl credentials issue --record=false --force --consumer 21990000100005 --name Mairie --out "+cred); err != nil {
 		t.Fatalf("issue: %v\n%s", err, out)
 	}
 	sources := filepath.Join(dir, "sources.yaml")

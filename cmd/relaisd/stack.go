@@ -251,7 +251,8 @@ func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocat
 	}
 	admCfg := admin.Config{Issuer: st.CA, Revocations: revoked, Registry: reg,
 		Sources: func() []admin.SourceInfo { return sourceInfo(st.Catalog, runner.current()) },
-		Audit:   auditLog, AuditLog: auditReader{Log: auditLog, pool: st.Stores.Pool}, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector}
+		Audit:   auditLog, AuditLog: auditReader{Log: auditLog, pool: st.Stores.Pool}, Pseudonyms: pseudonyms, Logger: logger, Anomalies: detector,
+		Backups: st.Stores.Backups}
 	if rem != nil { // a nil *Job would be a non-nil interface
 		admCfg.Reminders = rem
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/auditlog"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/pglog"
@@ -55,6 +56,10 @@ type stores struct {
 		cluster.Leaser
 	}
 	Replica string
+	// Backups are the files an operator can snapshot through the admin
+	// API while the broker runs (bbolt); nil with PostgreSQL (pg_dump,
+	// base backups and the audit export instead).
+	Backups []admin.BackupFile
 }
 
 // openBoltStores opens registry.db and audit.db in dir.
@@ -74,7 +79,8 @@ func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time) (*
 		st.Close()
 		return nil, err
 	}
-	return &stores{kind: StoreBbolt, Registry: reg, Audit: st, Cluster: local}, nil
+	return &stores{kind: StoreBbolt, Registry: reg, Audit: st, Cluster: local,
+		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: reg}, {Name: AuditFile, Source: st}}}, nil
 }
 
 // openPostgresStores connects to the database behind dsn, checks its

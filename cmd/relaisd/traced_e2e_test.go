@@ -163,7 +163,7 @@ func TestMalformedCallsAreTracedEndToEnd(t *testing.T) {
 
 	// The audit log, through the admin API.
 	admin := fmt.Sprintf("--admin-addr %s --operator-dir %s", d.adminAddr, filepath.Join(d.dataDir, "dev", "operators", "admin"))
-	out, err := shell(t, "relaisctl audit query --consumer "+tracedConsumer+" --format csv "+admin)
+	out, err := shell(t, "relaisctl audit query --consumer "+tracedConsumer+" -o csv "+admin)
 	if err != nil {
 		t.Fatalf("audit query: %v\n%s", err, out)
 	}

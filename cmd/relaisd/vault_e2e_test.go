@@ -159,7 +159,7 @@ func TestVaultLifecycle(t *testing.T) {
 // Vault and returns its serial.
 func issueWithRelaisctl(t *testing.T, v *vaultdev.Server, vaultAddr, dir, ttl string) string {
 	t.Helper()
-	out, err := vaultShell(t, v, vaultAddr, fmt.Sprintf("relaisctl credentials issue --consumer 21990000100005 --name 'Mairie test' --ttl %s --out %s", ttl, dir))
+	out, err := vaultShell(t, v, vaultAddr, fmt.Sprintf("relaisctl credentials issue --force --consumer 21990000100005 --name 'Mairie test' --ttl %s --out %s", ttl, dir))
 	if err != nil {
 		t.Fatalf("issue: %v\n%s", err, out)
 	}

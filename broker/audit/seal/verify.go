@@ -121,6 +121,7 @@ func (r *Report) OK() bool { return r.Problem == "" }
 // ahead, so an export of any size verifies in constant memory.
 type Verifier struct {
 	pub     ed25519.PublicKey
+	earlier []ed25519.PublicKey
 	chains  map[string]*chainState
 	problem string
 	chain   string
@@ -143,9 +144,26 @@ type pendingCP struct {
 	exported bool
 }
 
-// NewVerifier returns a Verifier for logs signed by pub.
-func NewVerifier(pub ed25519.PublicKey) *Verifier {
-	return &Verifier{pub: pub, chains: map[string]*chainState{}}
+// NewVerifier returns a Verifier for logs signed by pub. earlier are the
+// public keys of signing keys rotated out: checkpoints they signed before
+// the rotation still verify (the hash chain binds them to the records
+// either way).
+func NewVerifier(pub ed25519.PublicKey, earlier ...ed25519.PublicKey) *Verifier {
+	return &Verifier{pub: pub, earlier: earlier, chains: map[string]*chainState{}}
+}
+
+// signedByUs reports whether c carries a signature of the current key or
+// of an earlier one.
+func (v *Verifier) signedByUs(c Checkpoint) bool {
+	if c.VerifySig(v.pub) {
+		return true
+	}
+	for _, k := range v.earlier {
+		if c.VerifySig(k) {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *Verifier) state(chain string) *chainState {
@@ -174,7 +192,7 @@ func (v *Verifier) Expect(c Checkpoint) bool {
 	if v.Failed() {
 		return false
 	}
-	if !c.VerifySig(v.pub) {
+	if !v.signedByUs(c) {
 		return v.fail(c.Chain, c.Seq, "exported checkpoint at seq %d: signature does not verify with this public key", c.Seq)
 	}
 	if c.Boundary {
@@ -281,7 +299,7 @@ func (v *Verifier) Checkpoint(c Checkpoint) bool {
 	if v.Failed() {
 		return false
 	}
-	if !c.VerifySig(v.pub) {
+	if !v.signedByUs(c) {
 		return v.fail(c.Chain, c.Seq, "checkpoint at seq %d: signature does not verify with this public key", c.Seq)
 	}
 	st := v.state(c.Chain)
