@@ -30,6 +30,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/relais-broker/relais/internal/localserver"
 )
 
 // BackendName is the HAProxy backend (proxy) holding the replicas, as
@@ -77,7 +79,7 @@ type Proxy struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *lockedBuffer
+	out    *localserver.Buffer
 
 	mu       sync.Mutex
 	stopped  bool
@@ -202,7 +204,7 @@ func checkBackends(backends []Backend) error {
 }
 
 func start(bin, dir string, backends []Backend, o Options) (*Proxy, error) {
-	port, err := freePort()
+	port, err := localserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +215,7 @@ func start(bin, dir string, backends []Backend, o Options) (*Proxy, error) {
 		sock:     filepath.Join(dir, "admin.sock"),
 		opts:     o,
 		exited:   make(chan struct{}),
-		out:      &lockedBuffer{},
+		out:      &localserver.Buffer{},
 		backends: append([]Backend(nil), backends...),
 	}
 	if err := p.writeConfig(); err != nil {
@@ -534,30 +536,4 @@ func (p *Proxy) SetServerState(t testing.TB, name, state string) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

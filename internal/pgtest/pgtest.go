@@ -35,12 +35,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +47,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/relais-broker/relais/internal/localserver"
 )
 
 // AdminRole is the cluster's superuser, trusted on 127.0.0.1 (tests only).
@@ -143,7 +141,7 @@ func Start(t testing.TB) *Cluster {
 // RELAIS_REQUIRE_POSTGRES=1) when there are none.
 func binDir(t testing.TB) string {
 	t.Helper()
-	if dir := findBinDir(); dir != "" {
+	if dir := localserver.PostgresBinDir(); dir != "" {
 		return dir
 	}
 	msg := "no PostgreSQL server binaries (initdb, pg_ctl, postgres): apt-get install postgresql, or set RELAIS_PG_BINDIR"
@@ -152,39 +150,6 @@ func binDir(t testing.TB) string {
 	}
 	t.Skip(msg)
 	return ""
-}
-
-func findBinDir() string {
-	var candidates []string
-	if d := os.Getenv("RELAIS_PG_BINDIR"); d != "" {
-		candidates = append(candidates, d)
-	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		candidates = append(candidates, strings.TrimSpace(string(out)))
-	}
-	globbed, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(globbed, func(i, j int) bool { return pgMajor(globbed[i]) > pgMajor(globbed[j]) })
-	candidates = append(candidates, globbed...)
-	for _, d := range candidates {
-		if hasServer(d) {
-			return d
-		}
-	}
-	return ""
-}
-
-func pgMajor(binDir string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return n
-}
-
-func hasServer(dir string) bool {
-	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
-		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.IsDir() {
-			return false
-		}
-	}
-	return true
 }
 
 // start creates and starts a cluster.
@@ -207,7 +172,7 @@ func start(bin string) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster directory: %w", err)
 	}
 	if os.Geteuid() == 0 {
-		c.cred = unprivileged()
+		c.cred = localserver.Unprivileged()
 		if err := os.Chown(root, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
 			return nil, fmt.Errorf("give the cluster directory to uid %d: %w", c.cred.Uid, err)
 		}
@@ -229,7 +194,7 @@ func start(bin string) (*Cluster, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := localserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -264,19 +229,6 @@ func baseDir() string {
 			return d
 		}
 	}
-}
-
-func unprivileged() *syscall.Credential {
-	uid, gid := uint32(65534), uint32(65534)
-	if u, err := user.Lookup("nobody"); err == nil {
-		if n, err := strconv.Atoi(u.Uid); err == nil {
-			uid = uint32(n)
-		}
-		if n, err := strconv.Atoi(u.Gid); err == nil {
-			gid = uint32(n)
-		}
-	}
-	return &syscall.Credential{Uid: uid, Gid: gid, NoSetGroups: true}
 }
 
 func (c *Cluster) writeHBA() error {
@@ -564,15 +516,6 @@ func (c *Cluster) admin(ctx context.Context, db, sql string) error {
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, sql)
 	return err
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

@@ -13,21 +13,20 @@
 package vaultdev
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relais-broker/relais/internal/localserver"
 )
 
 // Server is a running dev Vault.
@@ -39,7 +38,7 @@ type Server struct {
 	Token string
 
 	cmd *exec.Cmd
-	out *lockedBuffer
+	out *localserver.Buffer
 }
 
 // Binary returns the Vault binary to run, or "" when there is none.
@@ -77,13 +76,13 @@ func Start(t testing.TB) *Server {
 }
 
 func start(t testing.TB, bin string) (*Server, error) {
-	port, err := freePort()
+	port, err := localserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
-	s := &Server{Addr: "http://127.0.0.1:" + strconv.Itoa(port), Token: hex.EncodeToString(raw[:]), out: &lockedBuffer{}}
+	s := &Server{Addr: "http://127.0.0.1:" + strconv.Itoa(port), Token: hex.EncodeToString(raw[:]), out: &localserver.Buffer{}}
 	home := t.TempDir()
 	s.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+s.Token, "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port), "-dev-no-store-token")
 	s.cmd.Dir = home
@@ -147,30 +146,4 @@ func (s *Server) Output() string {
 		}
 	}
 	return strings.Join(kept, "\n")
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

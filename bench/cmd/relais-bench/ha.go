@@ -7,10 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"github.com/relais-broker/relais/broker/registry/pgreg"
 	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/internal/keyfile"
+	"github.com/relais-broker/relais/internal/localserver"
 	"github.com/relais-broker/relais/internal/pgdb"
 )
 
@@ -112,7 +110,7 @@ func (e *env) startHA(replicas int, counts []int) ([]target, error) {
 // its CPU is counted like nginx's workers), as `nobody` when run as root
 // (initdb refuses root).
 func (e *env) startPostgres() (*haEnv, error) {
-	bin := pgBinDir()
+	bin := localserver.PostgresBinDir()
 	if bin == "" {
 		return nil, errors.New("no PostgreSQL server binaries (apt-get install postgresql, or set RELAIS_PG_BINDIR)")
 	}
@@ -124,7 +122,7 @@ func (e *env) startPostgres() (*haEnv, error) {
 	e.cleanups = append(e.cleanups, func() { _ = os.RemoveAll(root) })
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
-		cred = nobody()
+		cred = localserver.Unprivileged()
 		if err := os.Chown(root, int(cred.Uid), int(cred.Gid)); err != nil {
 			return nil, err
 		}
@@ -142,7 +140,7 @@ func (e *env) startPostgres() (*haEnv, error) {
 	if out, err := run("initdb", "-D", data, "-U", haAdminRole, "-A", "trust", "-E", "UTF8", "--locale=C", "-N").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	port, err := freePort()
+	port, err := localserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +278,7 @@ func (e *env) startHAProxy(name string, backends [][2]string) (string, *exec.Cmd
 	if err != nil {
 		return "", nil, err
 	}
-	port, err := freePort()
+	port, err := localserver.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
@@ -329,38 +327,6 @@ backend relais
 		time.Sleep(50 * time.Millisecond) // polling a listener coming up
 	}
 	return "", nil, errors.New("haproxy did not start (see its log)")
-}
-
-// pgBinDir finds the PostgreSQL server binaries: RELAIS_PG_BINDIR, else
-// the newest /usr/lib/postgresql/N/bin.
-func pgBinDir() string {
-	candidates := []string{os.Getenv("RELAIS_PG_BINDIR")}
-	globbed, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	major := func(d string) int { n, _ := strconv.Atoi(filepath.Base(filepath.Dir(d))); return n }
-	sort.Slice(globbed, func(i, j int) bool { return major(globbed[i]) > major(globbed[j]) })
-	for _, d := range append(candidates, globbed...) {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
-			return d
-		}
-	}
-	return ""
-}
-
-// nobody is the unprivileged user the server runs as under root.
-func nobody() *syscall.Credential {
-	uid, gid := uint32(65534), uint32(65534)
-	if u, err := user.Lookup("nobody"); err == nil {
-		if n, err := strconv.Atoi(u.Uid); err == nil {
-			uid = uint32(n)
-		}
-		if n, err := strconv.Atoi(u.Gid); err == nil {
-			gid = uint32(n)
-		}
-	}
-	return &syscall.Credential{Uid: uid, Gid: gid, NoSetGroups: true}
 }
 
 // writeHA writes the section on the relais-ha targets.

@@ -49,6 +49,7 @@ import (
 	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/internal/keyfile"
+	"github.com/relais-broker/relais/internal/localserver"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 	familyquotientv1 "github.com/relais-broker/relais/proto/relais/familyquotient/v1"
 )
@@ -251,7 +252,7 @@ func (e *env) startNginx(upstream string) (string, []*exec.Cmd, error) {
 	if err != nil {
 		return "", nil, errors.New("nginx is not installed (apt-get install nginx-light)")
 	}
-	port, err := freePort()
+	port, err := localserver.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
@@ -512,15 +513,6 @@ func rssOf(p *exec.Cmd) float64 {
 		}
 	}
 	return 0
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func writeResults(path string, calls int, levels []int, targets []target, res map[string]map[int]result, direct, via result) error {
