@@ -30,7 +30,7 @@ const manifestFile = "backup.json"
 const backupTimeout = 2 * time.Hour
 
 // backupFiles are the files of a backup, in a data directory's names.
-var backupFiles = []string{devenv.RegistryFile, storeAuditFile}
+var backupFiles = []string{devenv.RegistryFile, devenv.AuditFile}
 
 // manifest is backup.json: sizes and digests of the files, and what the
 // verification found (counts only: no personal data).

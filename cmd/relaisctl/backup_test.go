@@ -92,18 +92,18 @@ func TestBackupOfARunningBrokerRestoresAndServes(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	for _, f := range []string{devenv.RegistryFile, storeAuditFile, manifestFile} {
+	for _, f := range []string{devenv.RegistryFile, devenv.AuditFile, manifestFile} {
 		st, err := os.Stat(filepath.Join(out, f))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v", f, st, err)
 		}
 	}
 	// The audit snapshot spans several messages of the stream.
-	if st, _ := os.Stat(filepath.Join(out, storeAuditFile)); st.Size() <= 256<<10 {
+	if st, _ := os.Stat(filepath.Join(out, devenv.AuditFile)); st.Size() <= 256<<10 {
 		t.Fatalf("audit snapshot of %d bytes: one chunk only, the test proves less than it says", st.Size())
 	}
 	// The snapshot verifies offline too, with the tools a third party has.
-	if code, vout, _ := ctl(t, "audit", "verify", "--db", filepath.Join(out, storeAuditFile), "--public-key", b.pub); code != 0 || !strings.HasPrefix(vout, "OK:") {
+	if code, vout, _ := ctl(t, "audit", "verify", "--db", filepath.Join(out, devenv.AuditFile), "--public-key", b.pub); code != 0 || !strings.HasPrefix(vout, "OK:") {
 		t.Fatalf("verify the snapshot: %d %s", code, vout)
 	}
 
@@ -118,9 +118,9 @@ func TestBackupOfARunningBrokerRestoresAndServes(t *testing.T) {
 	if err := os.MkdirAll(damaged, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{devenv.RegistryFile, storeAuditFile, manifestFile} {
+	for _, f := range []string{devenv.RegistryFile, devenv.AuditFile, manifestFile} {
 		raw, _ := os.ReadFile(filepath.Join(out, f))
-		if f == storeAuditFile {
+		if f == devenv.AuditFile {
 			raw[len(raw)/2] ^= 0xff
 		}
 		_ = os.WriteFile(filepath.Join(damaged, f), raw, 0o600)

@@ -57,7 +57,7 @@ func startBroker(t *testing.T, dataDir, keyDir, caDir string) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.log, err = boltlog.Open(filepath.Join(dataDir, storeAuditFile), boltlog.Options{SigningKey: key, CheckpointEvery: 10}); err != nil {
+	if b.log, err = boltlog.Open(filepath.Join(dataDir, devenv.AuditFile), boltlog.Options{SigningKey: key, CheckpointEvery: 10}); err != nil {
 		t.Fatal(err)
 	}
 	ca, err := certs.OpenDevCA(caDir, nil)
@@ -79,7 +79,7 @@ func startBroker(t *testing.T, dataDir, keyDir, caDir string) *testBroker {
 	}
 	revoked := certs.NewRevocations()
 	srv, err := admin.New(admin.Config{Issuer: ca, Revocations: revoked, Audit: b.log, AuditLog: b.log, Registry: b.reg,
-		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: b.reg}, {Name: storeAuditFile, Source: b.log}}})
+		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: b.reg}, {Name: devenv.AuditFile, Source: b.log}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,10 +37,6 @@ import (
 	"github.com/relais-broker/relais/internal/pgdb"
 )
 
-// storeAuditFile is the bbolt audit log's name in a data directory
-// (cmd/relaisd's AuditFile, which this command cannot import).
-const storeAuditFile = "audit.db"
-
 // defaultMigrateBatch is how many audit records one target commit holds:
 // the size of the broker's own group commits (auditlog.Options.MaxBatch).
 const defaultMigrateBatch = 1000
@@ -418,10 +414,10 @@ type source struct {
 }
 
 func openSource(dir string) (*source, error) {
-	regPath, auditPath := filepath.Join(dir, devenv.RegistryFile), filepath.Join(dir, storeAuditFile)
+	regPath, auditPath := filepath.Join(dir, devenv.RegistryFile), filepath.Join(dir, devenv.AuditFile)
 	for _, p := range []string{regPath, auditPath} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("source: %s: %w (--from names the data directory of the broker, holding %s and %s)", p, errors.Unwrap(err), devenv.RegistryFile, storeAuditFile)
+			return nil, fmt.Errorf("source: %s: %w (--from names the data directory of the broker, holding %s and %s)", p, errors.Unwrap(err), devenv.RegistryFile, devenv.AuditFile)
 		}
 	}
 	s := &source{}

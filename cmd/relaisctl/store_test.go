@@ -82,7 +82,7 @@ func newDevData(t *testing.T) devData {
 	}
 
 	now := auditStart.AddDate(0, 4, 0)
-	log, err := boltlog.Open(filepath.Join(dir, storeAuditFile), boltlog.Options{
+	log, err := boltlog.Open(filepath.Join(dir, devenv.AuditFile), boltlog.Options{
 		SigningKey: key, CheckpointEvery: 4, Retention: 60 * 24 * time.Hour, Clock: func() time.Time { return now },
 	})
 	if err != nil {
@@ -162,7 +162,7 @@ func (d devData) migrate(t *testing.T, tg target, extra ...string) (code int, st
 func (d devData) sourceExport(t *testing.T) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if _, err := boltlog.ExportFile(context.Background(), filepath.Join(d.dir, storeAuditFile), &b); err != nil {
+	if _, err := boltlog.ExportFile(context.Background(), filepath.Join(d.dir, devenv.AuditFile), &b); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -211,7 +211,7 @@ func TestStoreMigrate(t *testing.T) {
 		}
 		return contents
 	}()
-	srcRep, err := boltlog.Verify(filepath.Join(d.dir, storeAuditFile), d.signer.Public())
+	srcRep, err := boltlog.Verify(filepath.Join(d.dir, devenv.AuditFile), d.signer.Public())
 	if err != nil || !srcRep.OK() || srcRep.Chains[0].Boundary == 0 || srcRep.Checkpoints < 4 {
 		t.Fatalf("the dev log should verify with a boundary and checkpoints: %+v, %v", srcRep, err)
 	}
@@ -361,7 +361,7 @@ func TestStoreMigrate(t *testing.T) {
 
 	t.Run("refuses a tampered source before copying", func(t *testing.T) {
 		tampered := newDevData(t)
-		first := tamper(t, filepath.Join(tampered.dir, storeAuditFile))
+		first := tamper(t, filepath.Join(tampered.dir, devenv.AuditFile))
 		tg := newTarget(t, c, true)
 		code, out, errOut := tampered.migrate(t, tg)
 		want := fmt.Sprintf("the source audit log does not verify with this public key (FAILED at seq %d: record %d was modified (hash mismatch)): nothing was copied", first, first)
@@ -382,7 +382,7 @@ func TestStoreMigrate(t *testing.T) {
 		tg.mustBeEmpty(t)
 	})
 
-	for _, file := range []string{devenv.RegistryFile, storeAuditFile} {
+	for _, file := range []string{devenv.RegistryFile, devenv.AuditFile} {
 		t.Run("refuses a source locked by a running broker: "+file, func(t *testing.T) {
 			path := filepath.Join(d.dir, file)
 			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second}) // what relaisd holds
@@ -528,7 +528,7 @@ func BenchmarkStoreMigrate(b *testing.B) {
 		b.Fatal(err)
 	}
 	reg.Close()
-	st, err := boltlog.OpenStore(filepath.Join(dir, storeAuditFile))
+	st, err := boltlog.OpenStore(filepath.Join(dir, devenv.AuditFile))
 	if err != nil {
 		b.Fatal(err)
 	}

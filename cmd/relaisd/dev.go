@@ -234,7 +234,7 @@ func storeLine(o devOptions, sts *stores, joined bool) string {
 
 func auditWhere(o devOptions, sts *stores) string {
 	if sts.Pool == nil {
-		return filepath.Join(o.dataDir, AuditFile)
+		return filepath.Join(o.dataDir, devenv.AuditFile)
 	}
 	return "PostgreSQL, chain " + sts.Replica
 }

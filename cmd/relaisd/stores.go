@@ -29,10 +29,6 @@ import (
 	"github.com/relais-broker/relais/internal/pgdb"
 )
 
-// AuditFile is the bbolt audit log's file name in the data directory
-// (the registry's is devenv.RegistryFile).
-const AuditFile = "audit.db"
-
 // stores are the broker's state on one kind of storage: the only place
 // that picks implementations. With bbolt everything is in files of the
 // data directory; with PostgreSQL everything is in one database shared
@@ -68,7 +64,7 @@ func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time) (*
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltlog.OpenStore(filepath.Join(dir, AuditFile))
+	st, err := boltlog.OpenStore(filepath.Join(dir, devenv.AuditFile))
 	if err != nil {
 		reg.Close()
 		return nil, err
@@ -80,7 +76,7 @@ func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time) (*
 		return nil, err
 	}
 	return &stores{kind: StoreBbolt, Registry: reg, Audit: st, Cluster: local,
-		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: reg}, {Name: AuditFile, Source: st}}}, nil
+		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: reg}, {Name: devenv.AuditFile, Source: st}}}, nil
 }
 
 // openPostgresStores connects to the database behind dsn, checks its

@@ -158,6 +158,9 @@ func PrepareWith(ctx context.Context, dataDir string, hosts []string, cat *catal
 // RegistryFile is the registry's file name in the data directory.
 const RegistryFile = "registry.db"
 
+// AuditFile is the bbolt audit log's file name in the data directory.
+const AuditFile = "audit.db"
+
 // seedRegistry imports the demo consumers and grants when the registry
 // holds no consumer yet (first start). Two dev replicas starting at once
 // on one database may both try: the second import fails with ErrExists,
