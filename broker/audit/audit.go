@@ -42,7 +42,21 @@ type Record struct {
 	// suspension, a revocation). Omitted when empty, so that records
 	// written before it existed keep their exact bytes and hashes.
 	Note string `json:",omitempty"`
+	// SubjectOrigin is how the subject was designated: empty for a typed
+	// identity or identifier (every record written before citizen login
+	// existed), OriginCitizenLogin when the broker read it from the
+	// citizen's own login. Omitted when empty (old hashes unchanged).
+	SubjectOrigin string `json:",omitempty"`
+	// DiscloseAfter is when the citizen may see this access (a grant's
+	// deferred disclosure); zero means at once. DisclosureReference is
+	// the legal reference of the deferral. Both omitted when zero.
+	DiscloseAfter       time.Time `json:",omitzero"`
+	DisclosureReference string    `json:",omitempty"`
 }
+
+// OriginCitizenLogin is the SubjectOrigin of a call whose subject was
+// designated by the citizen's login (registry.DesignationCitizenLogin).
+const OriginCitizenLogin = "citizen_login"
 
 // Recorder appends records durably. Append returns only once the record
 // is durable; an error means the call must not return data.

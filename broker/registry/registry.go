@@ -91,6 +91,15 @@ type Grant struct {
 	// Anomaly overrides, for this grant, how the broker reacts to calls
 	// that look like enumeration; the zero value keeps the defaults.
 	Anomaly AnomalyPolicy
+	// Designations are the ways the consumer may designate the subject of
+	// a call under this grant (the Designation* constants). Empty means
+	// DesignationTyped only, what every grant allowed before citizen
+	// login existed; citizen login is never implied: deny by default.
+	Designations []string
+	// Disclosure defers the citizen's sight of this grant's accesses (a
+	// fraud control, an investigation); the zero value discloses them at
+	// once.
+	Disclosure Disclosure
 	// CreatedAt is set by the store; RevokedAt when the grant was ended.
 	// A revoked grant is kept for history and never authorises.
 	CreatedAt, RevokedAt time.Time
@@ -108,6 +117,45 @@ const (
 	// AnomalySuspend suspends the consumer on top of the alert.
 	AnomalySuspend = "suspend"
 )
+
+// Designation modes: how a call names its subject.
+const (
+	// DesignationTyped is a subject typed by the consumer: a civil
+	// identity or a domain identifier (INE, France Travail id).
+	DesignationTyped = "typed"
+	// DesignationCitizenLogin is a subject designated by the citizen's own
+	// login: the consumer passes the citizen's OpenID Connect access token
+	// and the broker reads the identity from the identity provider.
+	DesignationCitizenLogin = "citizen_login"
+)
+
+// Allows reports whether the grant lets the consumer designate subjects
+// in mode (a Designation* constant); no Designations means typed only.
+func (g Grant) Allows(mode string) bool {
+	if len(g.Designations) == 0 {
+		return mode == DesignationTyped
+	}
+	for _, m := range g.Designations {
+		if m == mode {
+			return true
+		}
+	}
+	return false
+}
+
+// Disclosure is a grant's deferred disclosure: its accesses are shown to
+// the citizen (the transparency portal) only Delay after they happened,
+// under the legal reference that allows it. The audit record of each
+// such access carries its disclosure date, so the deferral is part of
+// the trace.
+type Disclosure struct {
+	// Delay is how long after the call the access is disclosed; zero
+	// means at once.
+	Delay time.Duration
+	// LegalReference is the text that allows the deferral (required with
+	// a Delay), e.g. "Code de la sécurité sociale, art. L114-9".
+	LegalReference string
+}
 
 // AnomalyPolicy is a grant's own thresholds for the anomaly detector,
 // overriding the broker-wide defaults field by field; zero fields keep
