@@ -8,6 +8,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,10 +22,12 @@ import (
 	"github.com/relais-broker/relais/broker/authn"
 	"github.com/relais-broker/relais/broker/callchain"
 	"github.com/relais-broker/relais/broker/catalog"
+	"github.com/relais-broker/relais/broker/fastvalid"
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/source"
 	"github.com/relais-broker/relais/broker/subject"
+	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
 // Source is a configured source adapter for one typed service.
@@ -85,6 +88,11 @@ type Config struct {
 	// Throttle, when set, refuses the calls of a consumer whose abnormal
 	// use its grant's anomaly policy throttles (broker/anomaly).
 	Throttle Throttle
+	// Citizens resolves the subjects designated by the citizen's own
+	// login (citizen_access_token): *citizen.Resolver. Nil means citizen
+	// login is not configured: such calls are refused
+	// (citizen_login_not_configured), after the grants.
+	Citizens CitizenResolver
 	// TracerProvider gives HTTPS gateway calls their server span (gRPC
 	// calls get theirs from the server's stats handler); nil means none.
 	TracerProvider trace.TracerProvider
@@ -120,6 +128,14 @@ type Throttle interface {
 	Throttled(consumer string, now time.Time) (bool, time.Duration)
 }
 
+// CitizenResolver turns a citizen's access token into the identity it
+// designates, asking the identity provider (broker/citizen). Errors are
+// catalogued (*errcat.Error) and hold neither the token nor any claim;
+// any other error is reported as identity_provider_unavailable.
+type CitizenResolver interface {
+	Resolve(ctx context.Context, token string) (*commonv1.SubjectIdentity, error)
+}
+
 // Broker serves the typed source services.
 type Broker struct {
 	catalog    *catalog.Catalog
@@ -135,6 +151,7 @@ type Broker struct {
 	daily      ratelimit.DailyCounter
 	inFlight   ratelimit.InFlight
 	throttle   Throttle
+	citizens   CitizenResolver
 	share      RateShare
 	observer   Observer
 	allowDup   bool
@@ -160,6 +177,7 @@ func New(cfg Config) (*Broker, error) {
 		daily:      cfg.DailyQuota,
 		inFlight:   cfg.InFlight,
 		throttle:   cfg.Throttle,
+		citizens:   cfg.Citizens,
 		share:      cfg.RateShare,
 		observer:   cfg.Observer,
 		allowDup:   cfg.AllowDuplicateCalls,
@@ -187,7 +205,10 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.SetSources(cfg.Sources); err != nil {
 		return nil, err
 	}
-	v, err := protovalidate.New()
+	// The generated Go checks of the proto rules (no CEL on the hot
+	// path), protovalidate's verdicts exactly; protovalidate itself for
+	// the messages without generated checks.
+	v, err := fastvalid.New()
 	if err != nil {
 		return nil, fmt.Errorf("broker: validator: %w", err)
 	}

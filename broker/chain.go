@@ -27,10 +27,22 @@ type (
 //	authenticate  caller identity from the verified client certificate
 //	decode        size limit, then protobuf (gRPC) or JSON (gateway)
 //	consumer      the registered consumer of that certificate
-//	validate      protovalidate rules and the field mask
-//	authorize     active consumer, grant, purpose, validity window, scopes
-//	rateLimit     throttle, token bucket, duplicate guard, daily quota
-//	fetch         the source adapter, then minimisation
+//	validate      protovalidate rules and the field mask; how the subject
+//	              is designated (typed, or citizen_access_token)
+//	authorize     active consumer, grant, purpose, validity window,
+//	              designation mode, scopes
+//	rateLimit     anomaly throttle, token bucket
+//	designate     a citizen login resolved by the identity provider and
+//	              the request rewritten with the identity; the pseudonym
+//	quota         duplicate guard, daily quota
+//	fetch         the source adapter, minimisation, then the response check
+//
+// The grants come before the identity provider is asked (a mode not
+// granted never reaches it), and so does the token bucket (a consumer
+// over its rate cannot load the provider); the pseudonym of a citizen
+// login exists only after designate, so the duplicate guard and the
+// daily quota come after it, and the anomaly observer sees the resolved
+// pseudonym in the record.
 func (b *Broker) newChain() (*callchain.Chain[*call], error) {
 	return callchain.New(callchain.Spec[*call]{
 		Kind:            identity.KindConsumer,
@@ -41,7 +53,7 @@ func (b *Broker) newChain() (*callchain.Chain[*call], error) {
 		Logger:          b.log,
 		Clock:           b.now,
 		MaxRequestBytes: MaxRequestBytes,
-		Stages:          []stage{b.consumerStage, b.validate, b.authorize, b.rateLimit},
+		Stages:          []stage{b.consumerStage, b.validate, b.authorize, b.rateLimit, b.designate, b.quota},
 	})
 }
 

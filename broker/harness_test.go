@@ -39,6 +39,9 @@ const (
 	sirenLimited   = "21990000200003" // family quotient value only
 	sirenSuspended = "21990000300001"
 	sirenUnknown   = "21990000400009" // has a certificate, not registered
+	sirenLogin     = "21990000500006" // family quotient by citizen login only
+	sirenBoth      = "21990000600004" // family quotient typed or by citizen login
+	sirenDeferred  = "21990000700002" // family quotient, accesses disclosed late
 	fqService      = "relais.familyquotient.v1.FamilyQuotientService"
 	c2sService     = "relais.healthcover.v1.SolidarityHealthCoverService"
 )
@@ -54,11 +57,12 @@ var testPseudonyms = func() *subject.Pseudonymizer {
 }()
 
 // fakeAdapter is a hand-written source: it counts calls, remembers the
-// scopes it was given and answers what the test sets.
+// scopes and the requests it was given and answers what the test sets.
 type fakeAdapter struct {
 	mu     sync.Mutex
 	calls  int
 	scopes []scope.Set
+	inputs []proto.Message
 	answer func(ctx context.Context, req source.Request) (proto.Message, error)
 }
 
@@ -66,12 +70,20 @@ func (f *fakeAdapter) Fetch(ctx context.Context, req source.Request) (proto.Mess
 	f.mu.Lock()
 	f.calls++
 	f.scopes = append(f.scopes, req.Scopes)
+	f.inputs = append(f.inputs, proto.Clone(req.Input))
 	answer := f.answer
 	f.mu.Unlock()
 	if answer != nil {
 		return answer(ctx, req)
 	}
 	return fullResponse(req.Method), nil
+}
+
+// Inputs are the requests the adapter received, in order.
+func (f *fakeAdapter) Inputs() []proto.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]proto.Message(nil), f.inputs...)
 }
 
 func (f *fakeAdapter) Calls() int {
@@ -185,12 +197,22 @@ func newHarness(t *testing.T, quota registry.Quota, options ...func(*broker.Conf
 			{SIRET: sirenFull, Name: "Full", Status: registry.StatusActive},
 			{SIRET: sirenLimited, Name: "Limited", Status: registry.StatusActive},
 			{SIRET: sirenSuspended, Name: "Suspended", Status: registry.StatusSuspended},
+			{SIRET: sirenLogin, Name: "Login", Status: registry.StatusActive},
+			{SIRET: sirenBoth, Name: "Both", Status: registry.StatusActive},
+			{SIRET: sirenDeferred, Name: "Deferred", Status: registry.StatusActive},
 		},
 		[]registry.Grant{
 			window(registry.Grant{Consumer: sirenFull, Service: fqService, Scopes: fqScopes}),
 			window(registry.Grant{Consumer: sirenFull, Service: c2sService, Scopes: c2sScopes}),
 			window(registry.Grant{Consumer: sirenLimited, Service: fqService, Scopes: scope.Of("family_quotient.value")}),
 			window(registry.Grant{Consumer: sirenSuspended, Service: fqService, Scopes: fqScopes}),
+			window(registry.Grant{Consumer: sirenLogin, Service: fqService, Scopes: fqScopes, Designations: []string{registry.DesignationCitizenLogin}}),
+			window(registry.Grant{Consumer: sirenBoth, Service: fqService, Scopes: fqScopes, Designations: []string{registry.DesignationTyped, registry.DesignationCitizenLogin}}),
+			// Two grants deferring disclosure: the longest delay wins.
+			window(registry.Grant{Consumer: sirenDeferred, Service: fqService, Scopes: scope.Of("family_quotient.value"),
+				Disclosure: registry.Disclosure{Delay: 30 * 24 * time.Hour, LegalReference: "CSS L114-9"}}),
+			window(registry.Grant{Consumer: sirenDeferred, Service: fqService, Scopes: fqScopes,
+				Disclosure: registry.Disclosure{Delay: 90 * 24 * time.Hour, LegalReference: "CSS L114-17"}}),
 		})
 	cfg := broker.Config{
 		Catalog:        cat,

@@ -22,6 +22,7 @@ import (
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/scope"
+	"github.com/relais-broker/relais/broker/subject"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
@@ -42,6 +43,12 @@ type call struct {
 	returned []string
 	sourceID string
 	subject  string // pseudonym
+	// mode is how the request designates its subject (a
+	// registry.Designation* constant), read before authorization.
+	mode string
+	// origin is the audit record's SubjectOrigin, set once a citizen
+	// login was resolved.
+	origin string
 	// sourceLatency is how long the source took, when it was called.
 	sourceLatency time.Duration
 }
@@ -59,6 +66,14 @@ func (b *Broker) record(c *call, _ error) audit.Record {
 		FieldsReturned:  c.returned,
 		Source:          c.sourceID,
 		Subject:         c.subject,
+		SubjectOrigin:   c.origin,
+	}
+	// A deferred disclosure follows the grants that decided the call: the
+	// longest delay wins, with its legal reference.
+	for _, g := range c.decision.Grants {
+		if d := g.Disclosure.Delay; d > 0 && !c.Start.IsZero() && c.Start.Add(d).After(r.DiscloseAfter) {
+			r.DiscloseAfter, r.DisclosureReference = c.Start.Add(d), g.Disclosure.LegalReference
+		}
 	}
 	if c.access != nil {
 		r.Recipient = c.access.GetRecipient()
@@ -103,7 +118,14 @@ func (b *Broker) validate(ctx context.Context, c *call, req any, next handler) (
 	if fd := refl.Descriptor().Fields().ByName(catalog.AccessContextField); refl.Has(fd) {
 		c.access, _ = refl.Get(fd).Message().Interface().(*commonv1.AccessContext)
 	}
+	// The pseudonym is taken before validation, so that refusals are
+	// traced with it too; a citizen_access_token request has none until
+	// the designate stage resolves it (never a hash of the token).
 	c.subject = b.pseudonyms.Of(msg)
+	c.mode = registry.DesignationTyped
+	if subject.Designate(msg).Token != "" {
+		c.mode = registry.DesignationCitizenLogin
+	}
 	if err := errcat.Validate(b.validator, msg); err != nil {
 		return nil, err
 	}
@@ -127,13 +149,15 @@ func (b *Broker) validate(ctx context.Context, c *call, req any, next handler) (
 	return next(ctx, c, req)
 }
 
-// authorize applies the grants: deny by default.
+// authorize applies the grants: deny by default, the designation mode
+// included (a citizen login needs a grant that allows it, decided before
+// the identity provider is asked anything).
 func (b *Broker) authorize(ctx context.Context, c *call, req any, next handler) (any, error) {
 	grants, err := b.registry.Grants(ctx, c.consumer.SIRET, c.method.Service)
 	if err != nil {
 		return nil, errcat.Wrap(errcat.Internal, fmt.Errorf("registry: %w", err))
 	}
-	d, err := authz.Decide(c.consumer, grants, c.access.GetPurpose(), c.requested, b.now())
+	d, err := authz.DecideMode(c.consumer, grants, c.access.GetPurpose(), c.mode, c.requested, b.now())
 	if err != nil {
 		return nil, err
 	}
@@ -141,11 +165,11 @@ func (b *Broker) authorize(ctx context.Context, c *call, req any, next handler) 
 	return next(ctx, c, req)
 }
 
-// rateLimit applies, in this order, the anomaly throttle, the grant's
+// rateLimit applies, in this order, the anomaly throttle and the grant's
 // token bucket for consumer × service (this replica's share of it when
 // Config.RateShare is set; reported in the ratelimit-* response
-// headers), the duplicate-in-flight guard and only then the daily
-// quota, so that a refused duplicate does not use up the quota.
+// headers): before the identity provider is asked, so that a consumer
+// over its rate cannot load it.
 func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) (any, error) {
 	now := b.now()
 	if b.throttle != nil {
@@ -171,6 +195,54 @@ func (b *Broker) rateLimit(ctx context.Context, c *call, req any, next handler) 
 	if !v.Allowed {
 		return nil, errcat.New(errcat.RateLimited).WithRetryAfter(v.RetryAfter)
 	}
+	return next(ctx, c, req)
+}
+
+// designate resolves a subject designated by the citizen's login: the
+// token goes to the identity provider (Config.Citizens), and the request
+// is rewritten — token cleared, the identity set in its subject field —
+// so that the pseudonym, the duplicate guard, the anomaly observer, the
+// source adapter and minimisation see exactly what a typed identity
+// gives. A typed subject passes through.
+func (b *Broker) designate(ctx context.Context, c *call, req any, next handler) (any, error) {
+	if c.mode != registry.DesignationCitizenLogin {
+		return next(ctx, c, req)
+	}
+	msg := req.(proto.Message)
+	if !subject.CanHoldIdentity(msg.ProtoReflect().Descriptor()) {
+		// The service names its subjects by a domain identifier only: a
+		// civil identity from the login cannot designate anyone there.
+		return nil, errcat.Wrap(errcat.SubjectNotIdentifiable, errors.New("citizen login on a service without a civil-identity field"))
+	}
+	if b.citizens == nil {
+		return nil, errcat.New(errcat.CitizenLoginNotConfigured)
+	}
+	id, err := b.citizens.Resolve(ctx, subject.Designate(msg).Token)
+	if err != nil {
+		var e *errcat.Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
+		// A resolver outside the catalogue: its text may hold anything.
+		return nil, errcat.Wrap(errcat.IdentityProviderUnavailable, errors.New("citizen resolver failed")).WithRetryAfter(time.Second)
+	}
+	if id == nil {
+		return nil, errcat.Wrap(errcat.Internal, errors.New("citizen resolver returned no identity"))
+	}
+	if err := subject.SetIdentity(msg, id); err != nil {
+		return nil, errcat.Wrap(errcat.Internal, err)
+	}
+	c.subject = b.pseudonyms.Of(msg)
+	c.origin = audit.OriginCitizenLogin
+	return next(ctx, c, req)
+}
+
+// quota applies the duplicate-in-flight guard and only then the daily
+// quota, so that a refused duplicate does not use up the quota; both need
+// the subject's pseudonym, known once designate ran.
+func (b *Broker) quota(ctx context.Context, c *call, req any, next handler) (any, error) {
+	now := b.now()
+	key := ratelimit.Key(c.consumer.SIRET, c.method.Service)
 	// One call at a time per consumer, method and subject: a duplicate is
 	// refused rather than sent to the source twice.
 	if c.subject != "" && !b.allowDup {

@@ -35,6 +35,17 @@ func policy() *tls.Config {
 	}
 }
 
+// PublicServerConfig returns the configuration of the pages a person
+// opens in a browser (the transparency portal, the dev identity provider):
+// the same protocol policy and server certificate as the APIs, but no
+// client certificate asked for — people log in through OpenID Connect.
+func PublicServerConfig(src *CertSource) *tls.Config {
+	base := policy()
+	base.GetCertificate = src.GetCertificate
+	base.NextProtos = []string{"h2", "http/1.1"}
+	return base
+}
+
 // ServerConfig returns the data API's mTLS configuration: every client must
 // present a certificate that chains to trust, read afresh at each handshake,
 // and the server presents src's current certificate. Until trust holds a

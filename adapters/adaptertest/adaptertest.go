@@ -5,7 +5,8 @@
 // proto; returns only the fields of the scopes it is given; maps not
 // found, not identifiable and unavailable to the contract's errors;
 // honours deadlines and cancellation; never puts personal data in an
-// error message; and is safe for concurrent use.
+// error message; is safe for concurrent use; and answers a subject
+// designated by the citizen's login exactly as the same subject typed.
 package adaptertest
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/broker/source"
+	"github.com/relais-broker/relais/broker/subject"
 )
 
 // Case is one method's requests for the suite. Found must exist at the
@@ -76,6 +78,7 @@ func Run(t *testing.T, s Suite) {
 			t.Run("maps source errors", func(t *testing.T) { checkErrors(t, s, m, c) })
 			t.Run("honours deadlines and cancellation", func(t *testing.T) { checkDeadlines(t, s, m, c) })
 			t.Run("is safe for concurrent use", func(t *testing.T) { checkConcurrency(t, s, m, c) })
+			t.Run("gets the same identity whatever the designation mode", func(t *testing.T) { checkDesignationModes(t, s, m, c) })
 		})
 	}
 }
@@ -238,6 +241,44 @@ func checkConcurrency(t *testing.T, s Suite, m *catalog.Method, c Case) {
 		})
 	}
 	wg.Wait()
+}
+
+// checkDesignationModes builds the request of the found subject as a
+// citizen login designates it (citizen_access_token), rewrites it as the
+// broker does once the identity provider answered (subject.SetIdentity),
+// and checks that the adapter receives the typed request byte for byte
+// and answers the same. Methods whose found subject is not a civil
+// identity, or without the token field, are skipped.
+func checkDesignationModes(t *testing.T, s Suite, m *catalog.Method, c Case) {
+	d := subject.Designate(c.Found)
+	tf := c.Found.ProtoReflect().Descriptor().Fields().ByName(subject.CitizenAccessToken)
+	if d.Identity == nil || tf == nil {
+		t.Skip("the found subject is not designated by a civil identity, or the method has no citizen_access_token")
+	}
+	login := proto.Clone(c.Found)
+	login.ProtoReflect().Set(tf, protoreflect.ValueOfString("conformance-token"))
+	if des := subject.Designate(login); des.Token == "" {
+		t.Fatal("a request carrying citizen_access_token is not designated by it")
+	}
+	if err := subject.SetIdentity(login, d.Identity); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(login, c.Found) {
+		t.Fatalf("the rewritten login request differs from the typed one")
+	}
+	want, err := fetch(context.Background(), s, m, c.Found, m.Scopes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fetch(context.Background(), s, m, login, m.Scopes)
+	if err != nil {
+		t.Fatalf("login-designated subject: %v", err)
+	}
+	clearSource(want)
+	clearSource(got)
+	if !proto.Equal(got, want) {
+		t.Errorf("the login-designated subject got another answer than the typed one")
+	}
 }
 
 // clearSource drops the source metadata (its timestamps differ per call).

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -41,7 +42,7 @@ type auditQueries struct {
 
 // QueryAudit lists records for operators, filtered, oldest first.
 func (a *auditQueries) QueryAudit(ctx context.Context, req *adminv1.QueryAuditRequest) (*adminv1.QueryAuditResponse, error) {
-	f := audit.Filter{Consumer: req.GetConsumerSiret(), Method: req.GetMethod(), Code: req.GetCode(), Limit: int(req.GetLimit())}
+	f := audit.Filter{Consumer: req.GetConsumerSiret(), Method: req.GetMethod(), Code: req.GetCode(), DeferredOnly: req.GetDeferredOnly(), Limit: int(req.GetLimit())}
 	if req.GetFrom() != nil {
 		f.From = req.GetFrom().AsTime()
 	}
@@ -138,33 +139,56 @@ func (a *auditQueries) SubjectAccesses(ctx context.Context, req *adminv1.Subject
 		return nil, errcat.Wrap(errcat.Internal, err)
 	}
 	resp := &adminv1.SubjectAccessesResponse{}
-	names, labels := map[string]string{}, map[string]map[string]string{}
+	names, purposes := map[string]string{}, map[string]grantPurposes{}
 	for _, r := range recs {
-		acc := &adminv1.SubjectAccess{Time: ts(r.Time), ConsumerSiret: r.Consumer, Purpose: r.Purpose, Method: r.Method, FieldsReturned: r.FieldsReturned, Code: r.Code}
+		acc := &adminv1.SubjectAccess{Time: ts(r.Time), ConsumerSiret: r.Consumer, Purpose: r.Purpose, Method: r.Method, FieldsReturned: r.FieldsReturned, Code: r.Code,
+			SubjectOrigin: r.SubjectOrigin, DiscloseAfter: ts(r.DiscloseAfter)}
 		if a.reg != nil {
 			if _, ok := names[r.Consumer]; !ok {
 				c, _ := a.reg.Consumer(ctx, r.Consumer)
 				names[r.Consumer] = c.Name
-				labels[r.Consumer] = purposeLabels(ctx, a.reg, r.Consumer)
+				purposes[r.Consumer] = purposesOf(ctx, a.reg, r.Consumer)
 			}
-			acc.ConsumerName, acc.PurposeLabel = names[r.Consumer], labels[r.Consumer][r.Purpose]
+			p := purposes[r.Consumer].of(r.Method, r.Purpose)
+			acc.ConsumerName, acc.PurposeLabel, acc.LegalBasis = names[r.Consumer], p.Label, p.LegalBasis
 		}
 		resp.Accesses = append(resp.Accesses, acc)
 	}
 	return resp, nil
 }
 
-// purposeLabels maps the consumer's purpose codes to their labels, from
-// its grants (revoked ones included: the access may predate the revocation).
-func purposeLabels(ctx context.Context, reg registry.Store, siret string) map[string]string {
-	out := map[string]string{}
+// grantPurposes are a consumer's declared purposes, from its grants
+// (revoked ones included: the access may predate the revocation), by
+// service and by code alone.
+type grantPurposes struct {
+	byService map[string]map[string]registry.Purpose
+	byCode    map[string]registry.Purpose
+}
+
+func purposesOf(ctx context.Context, reg registry.Store, siret string) grantPurposes {
+	out := grantPurposes{byService: map[string]map[string]registry.Purpose{}, byCode: map[string]registry.Purpose{}}
 	grants, _ := reg.ListGrants(ctx, registry.GrantFilter{Consumer: siret})
 	for _, g := range grants {
+		if out.byService[g.Service] == nil {
+			out.byService[g.Service] = map[string]registry.Purpose{}
+		}
 		for _, p := range g.Purposes {
-			out[p.Code] = p.Label
+			out.byService[g.Service][p.Code] = p
+			out.byCode[p.Code] = p
 		}
 	}
 	return out
+}
+
+// of returns the purpose code as declared in the grant of the method's
+// service ("/pkg.Service/Method"), else in any grant of the consumer, else
+// the zero purpose.
+func (g grantPurposes) of(method, code string) registry.Purpose {
+	service, _, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if p, ok := g.byService[service][code]; ok {
+		return p
+	}
+	return g.byCode[code]
 }
 
 func auditPB(r audit.Record) *adminv1.AuditRecord {
@@ -173,5 +197,6 @@ func auditPB(r audit.Record) *adminv1.AuditRecord {
 		RecipientSiret: r.Recipient, Method: r.Method, Purpose: r.Purpose, CaseReference: r.CaseReference, Agent: r.Agent,
 		SubjectPseudonym: r.Subject, FieldsRequested: r.FieldsRequested, FieldsReturned: r.FieldsReturned, Source: r.Source,
 		Code: r.Code, Reason: r.Reason, Latency: durationpb.New(r.Latency), Note: r.Note,
+		SubjectOrigin: r.SubjectOrigin, DiscloseAfter: ts(r.DiscloseAfter), DisclosureReference: r.DisclosureReference,
 	}
 }

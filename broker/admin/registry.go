@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/relais-broker/relais/broker/errcat"
@@ -82,6 +83,8 @@ func (g *grants) AddGrant(ctx context.Context, req *adminv1.AddGrantRequest) (*a
 		Quota:               registry.Quota{RatePerSecond: req.GetQuota().GetRatePerSecond(), Burst: int(req.GetQuota().GetBurst()), DailyCap: int(req.GetQuota().GetDailyCap())},
 		ExpectedDailyVolume: int(req.GetExpectedDailyVolume()),
 		Anomaly:             anomalyPolicy(req.GetAnomaly()),
+		Designations:        req.GetDesignations(),
+		Disclosure:          disclosure(req.GetDisclosure()),
 	}
 	for _, p := range req.GetPurposes() {
 		in.Purposes = append(in.Purposes, registry.Purpose{Code: p.GetCode(), Label: p.GetLabel(), LegalBasis: p.GetLegalBasis()})
@@ -191,11 +194,36 @@ func grantPB(g registry.Grant) *adminv1.Grant {
 		Quota:               &adminv1.Quota{RatePerSecond: g.Quota.RatePerSecond, Burst: int32(g.Quota.Burst), DailyCap: int32(g.Quota.DailyCap)},
 		ExpectedDailyVolume: int32(g.ExpectedDailyVolume),
 		Anomaly:             anomalyPolicyPB(g.Anomaly),
+		Designations:        g.Designations,
+		Disclosure:          disclosurePB(g.Disclosure),
 	}
 	for _, p := range g.Purposes {
 		out.Purposes = append(out.Purposes, &adminv1.Purpose{Code: p.Code, Label: p.Label, LegalBasis: p.LegalBasis})
 	}
 	return out
+}
+
+// disclosure maps the admin API's deferred disclosure to the registry's;
+// unset is disclosure at once.
+func disclosure(d *adminv1.Disclosure) registry.Disclosure {
+	if d == nil {
+		return registry.Disclosure{}
+	}
+	out := registry.Disclosure{LegalReference: d.GetLegalReference()}
+	if d.GetDelay() != nil {
+		// Out of range saturates, which the registry's rules then refuse.
+		out.Delay = d.GetDelay().AsDuration()
+	}
+	return out
+}
+
+// disclosurePB maps a grant's deferred disclosure to the admin API; a
+// disclosure at once is left unset.
+func disclosurePB(d registry.Disclosure) *adminv1.Disclosure {
+	if d == (registry.Disclosure{}) {
+		return nil
+	}
+	return &adminv1.Disclosure{Delay: durationpb.New(d.Delay), LegalReference: d.LegalReference}
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {

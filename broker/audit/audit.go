@@ -70,6 +70,9 @@ type Filter struct {
 	Consumer, Method, Code string
 	// From is inclusive, To exclusive.
 	From, To time.Time
+	// DeferredOnly keeps the records whose disclosure to the citizen is
+	// deferred (DiscloseAfter set), for operators listing them.
+	DeferredOnly bool
 	// Limit bounds the answer (1000 when zero).
 	Limit int
 }
@@ -81,7 +84,8 @@ const DefaultLimit = 1000
 // those filtering in SQL can be checked against one definition.
 func (f Filter) Match(r Record) bool {
 	return (f.Consumer == "" || r.Consumer == f.Consumer) && (f.Method == "" || r.Method == f.Method) &&
-		(f.Code == "" || r.Code == f.Code) && (f.From.IsZero() || !r.Time.Before(f.From)) && (f.To.IsZero() || r.Time.Before(f.To))
+		(f.Code == "" || r.Code == f.Code) && (f.From.IsZero() || !r.Time.Before(f.From)) && (f.To.IsZero() || r.Time.Before(f.To)) &&
+		(!f.DeferredOnly || !r.DiscloseAfter.IsZero())
 }
 
 // Memory is an in-memory Recorder for tests, which SetFail can make

@@ -1,8 +1,9 @@
 // Package authz decides, deny by default, whether a consumer may make a
 // call: it must be active, hold a grant for the service whose purposes
-// include the declared purpose and whose validity window contains now. The
-// scopes it may receive are the union of those grants' scopes, intersected
-// with what it asked for.
+// include the declared purpose, whose validity window contains now and
+// which allows the way the call designates its subject (typed identity or
+// citizen login). The scopes it may receive are the union of those
+// grants' scopes, intersected with what it asked for.
 package authz
 
 import (
@@ -26,12 +27,20 @@ type Decision struct {
 	Quota registry.Quota
 }
 
-// Decide returns the decision for a call by consumer c, holding grants for
-// the called service, declaring purpose and asking for requested scopes.
-// Denials are catalogued errors; the most specific reason wins: suspended,
-// then no grant, then purpose not granted, then not yet valid / expired,
-// then no requested scope granted.
+// Decide is DecideMode for a subject typed by the consumer.
 func Decide(c registry.Consumer, grants []registry.Grant, purpose string, requested scope.Set, now time.Time) (Decision, error) {
+	return DecideMode(c, grants, purpose, registry.DesignationTyped, requested, now)
+}
+
+// DecideMode returns the decision for a call by consumer c, holding
+// grants for the called service, declaring purpose, designating its
+// subject in mode (a registry.Designation* constant) and asking for
+// requested scopes. Denials are catalogued errors; the most specific
+// reason wins: suspended, then no grant, then purpose not granted, then
+// not yet valid / expired, then designation mode not granted, then no
+// requested scope granted. Only the grants that allow mode count, for
+// the scopes and the quota alike.
+func DecideMode(c registry.Consumer, grants []registry.Grant, purpose, mode string, requested scope.Set, now time.Time) (Decision, error) {
 	if c.Status != registry.StatusActive {
 		return Decision{}, errcat.New(errcat.ConsumerSuspended)
 	}
@@ -44,7 +53,7 @@ func Decide(c registry.Consumer, grants []registry.Grant, purpose string, reques
 		return Decision{}, errcat.New(errcat.NoGrant)
 	}
 	var d Decision
-	purposeSeen, early := false, false
+	purposeSeen, early, otherMode := false, false, false
 	for _, g := range grants {
 		if !g.HasPurpose(purpose) {
 			continue
@@ -54,6 +63,8 @@ func Decide(c registry.Consumer, grants []registry.Grant, purpose string, reques
 		case now.Before(g.NotBefore):
 			early = true
 		case !now.Before(g.NotAfter):
+		case !g.Allows(mode):
+			otherMode = true
 		default:
 			d.Grants = append(d.Grants, g)
 			d.Scopes = d.Scopes.Union(g.Scopes)
@@ -65,6 +76,8 @@ func Decide(c registry.Consumer, grants []registry.Grant, purpose string, reques
 	switch {
 	case !purposeSeen:
 		return Decision{}, errcat.New(errcat.PurposeNotGranted)
+	case len(d.Grants) == 0 && otherMode:
+		return Decision{}, errcat.New(errcat.DesignationNotGranted)
 	case len(d.Grants) == 0 && early:
 		return Decision{}, errcat.New(errcat.GrantNotYetValid)
 	case len(d.Grants) == 0:

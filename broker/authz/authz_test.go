@@ -97,3 +97,56 @@ func TestDecideQuotaPicksMostGenerous(t *testing.T) {
 		t.Fatalf("unlimited grant should win, got %+v", d.Quota)
 	}
 }
+
+func TestDecideMode(t *testing.T) {
+	t.Parallel()
+	window := func(g registry.Grant, modes ...string) registry.Grant {
+		g.Designations = modes
+		return g
+	}
+	base := grant([]string{"qf.value"}, []registry.Purpose{canteen}, now.Add(-time.Hour), now.Add(time.Hour))
+	plain := base // no designations: typed only
+	login := window(grant([]string{"qf.children"}, []registry.Purpose{canteen}, now.Add(-time.Hour), now.Add(time.Hour)), registry.DesignationCitizenLogin)
+	both := window(base, registry.DesignationTyped, registry.DesignationCitizenLogin)
+	expiredLogin := window(grant([]string{"qf.value"}, []registry.Purpose{canteen}, now.Add(-2*time.Hour), now.Add(-time.Hour)), registry.DesignationCitizenLogin)
+	all := scope.Of("qf.value", "qf.children")
+	for _, tc := range []struct {
+		name       string
+		grants     []registry.Grant
+		mode       string
+		wantReason errcat.Reason
+		wantScopes string
+	}{
+		{"typed under a grant without designations", []registry.Grant{plain}, registry.DesignationTyped, "", "qf.value"},
+		{"citizen login is never implied", []registry.Grant{plain}, registry.DesignationCitizenLogin, errcat.DesignationNotGranted, ""},
+		{"citizen login under a login grant", []registry.Grant{login}, registry.DesignationCitizenLogin, "", "qf.children"},
+		{"typed under a login-only grant", []registry.Grant{login}, registry.DesignationTyped, errcat.DesignationNotGranted, ""},
+		{"both modes allowed", []registry.Grant{both}, registry.DesignationCitizenLogin, "", "qf.value"},
+		{"only the grants of the mode give scopes", []registry.Grant{plain, login}, registry.DesignationCitizenLogin, "", "qf.children"},
+		{"only the grants of the mode give scopes, typed", []registry.Grant{plain, login}, registry.DesignationTyped, "", "qf.value"},
+		{"expired beats designation", []registry.Grant{expiredLogin}, registry.DesignationCitizenLogin, errcat.GrantExpired, ""},
+		{"designation beats expired when a valid grant exists", []registry.Grant{expiredLogin, plain}, registry.DesignationCitizenLogin, errcat.DesignationNotGranted, ""},
+		{"unknown mode", []registry.Grant{both}, "franceconnect", errcat.DesignationNotGranted, ""},
+	} {
+		d, err := authz.DecideMode(active, tc.grants, "cantine", tc.mode, all, now)
+		if tc.wantReason != "" {
+			var e *errcat.Error
+			if !errors.As(err, &e) || e.Reason != tc.wantReason {
+				t.Errorf("%s: err = %v, want %s", tc.name, err, tc.wantReason)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := d.Scopes.String(); got != tc.wantScopes {
+			t.Errorf("%s: scopes = %s, want %s", tc.name, got, tc.wantScopes)
+		}
+		for _, g := range d.Grants {
+			if !g.Allows(tc.mode) {
+				t.Errorf("%s: decision holds a grant that does not allow %s", tc.name, tc.mode)
+			}
+		}
+	}
+}

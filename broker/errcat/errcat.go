@@ -28,44 +28,54 @@ type Reason string
 
 // The catalogue. Keep it in step with entries below.
 const (
-	CredentialMissing      Reason = "credential_missing"
-	CredentialInvalid      Reason = "credential_invalid"
-	CredentialRevoked      Reason = "credential_revoked"
-	CredentialExpired      Reason = "credential_expired"
-	InvalidCSR             Reason = "invalid_csr"
-	IssuerUnavailable      Reason = "issuer_unavailable"
-	ConsumerUnknown        Reason = "consumer_unknown"
-	ConsumerSuspended      Reason = "consumer_suspended"
-	NoGrant                Reason = "no_grant"
-	PurposeNotGranted      Reason = "purpose_not_granted"
-	GrantExpired           Reason = "grant_expired"
-	GrantNotYetValid       Reason = "grant_not_yet_valid"
-	ScopeNotGranted        Reason = "scope_not_granted"
-	InvalidRequest         Reason = "invalid_request"
-	MalformedRequest       Reason = "malformed_request"
-	InvalidRecipient       Reason = "invalid_recipient"
-	InvalidSubject         Reason = "invalid_subject"
-	InvalidFieldMask       Reason = "invalid_field_mask"
-	RateLimited            Reason = "rate_limited"
-	DailyQuotaExceeded     Reason = "daily_quota_exceeded"
-	DuplicateInFlight      Reason = "duplicate_in_flight"
-	Throttled              Reason = "throttled"
-	QuotaUnavailable       Reason = "quota_unavailable"
-	RegistryUnavailable    Reason = "registry_unavailable"
-	RequestTooLarge        Reason = "request_too_large"
-	SubjectNotFound        Reason = "subject_not_found"
-	SubjectNotIdentifiable Reason = "subject_not_identifiable"
-	SourceUnavailable      Reason = "source_unavailable"
-	SourceTimeout          Reason = "source_timeout"
-	SourceInvalidResponse  Reason = "source_invalid_response"
-	ServiceNotConfigured   Reason = "service_not_configured"
-	MethodNotFound         Reason = "method_not_found"
-	MethodNotAllowed       Reason = "method_not_allowed"
-	AuditUnavailable       Reason = "audit_unavailable"
-	NotFound               Reason = "not_found"
-	AlreadyExists          Reason = "already_exists"
-	Cancelled              Reason = "cancelled"
-	Internal               Reason = "internal"
+	CredentialMissing               Reason = "credential_missing"
+	CredentialInvalid               Reason = "credential_invalid"
+	CredentialRevoked               Reason = "credential_revoked"
+	CredentialExpired               Reason = "credential_expired"
+	InvalidCSR                      Reason = "invalid_csr"
+	IssuerUnavailable               Reason = "issuer_unavailable"
+	ConsumerUnknown                 Reason = "consumer_unknown"
+	ConsumerSuspended               Reason = "consumer_suspended"
+	NoGrant                         Reason = "no_grant"
+	PurposeNotGranted               Reason = "purpose_not_granted"
+	GrantExpired                    Reason = "grant_expired"
+	GrantNotYetValid                Reason = "grant_not_yet_valid"
+	ScopeNotGranted                 Reason = "scope_not_granted"
+	InvalidRequest                  Reason = "invalid_request"
+	MalformedRequest                Reason = "malformed_request"
+	InvalidRecipient                Reason = "invalid_recipient"
+	InvalidSubject                  Reason = "invalid_subject"
+	InvalidFieldMask                Reason = "invalid_field_mask"
+	RateLimited                     Reason = "rate_limited"
+	DailyQuotaExceeded              Reason = "daily_quota_exceeded"
+	DuplicateInFlight               Reason = "duplicate_in_flight"
+	Throttled                       Reason = "throttled"
+	QuotaUnavailable                Reason = "quota_unavailable"
+	RegistryUnavailable             Reason = "registry_unavailable"
+	RequestTooLarge                 Reason = "request_too_large"
+	SubjectNotFound                 Reason = "subject_not_found"
+	SubjectNotIdentifiable          Reason = "subject_not_identifiable"
+	SourceUnavailable               Reason = "source_unavailable"
+	SourceTimeout                   Reason = "source_timeout"
+	SourceInvalidResponse           Reason = "source_invalid_response"
+	ServiceNotConfigured            Reason = "service_not_configured"
+	DesignationNotGranted           Reason = "designation_not_granted"
+	CitizenLoginNotConfigured       Reason = "citizen_login_not_configured"
+	IdentityProviderUnavailable     Reason = "identity_provider_unavailable"
+	IdentityProviderInvalidResponse Reason = "identity_provider_invalid_response"
+	CitizenTokenInvalid             Reason = "citizen_token_invalid"
+	CitizenTokenExpired             Reason = "citizen_token_expired"
+	CitizenTokenWrongAudience       Reason = "citizen_token_wrong_audience"
+	CitizenTokenWrongIssuer         Reason = "citizen_token_wrong_issuer"
+	CitizenLoginTooWeak             Reason = "citizen_login_too_weak"
+	CitizenClaimsInvalid            Reason = "citizen_claims_invalid"
+	MethodNotFound                  Reason = "method_not_found"
+	MethodNotAllowed                Reason = "method_not_allowed"
+	AuditUnavailable                Reason = "audit_unavailable"
+	NotFound                        Reason = "not_found"
+	AlreadyExists                   Reason = "already_exists"
+	Cancelled                       Reason = "cancelled"
+	Internal                        Reason = "internal"
 )
 
 // Entry documents one reason.
@@ -130,7 +140,7 @@ var entries = []Entry{
 	{SubjectNotFound, codes.NotFound, "subject not found",
 		"The source knows no person with this identity."},
 	{SubjectNotIdentifiable, codes.FailedPrecondition, "subject cannot be identified with certainty",
-		"The identity matches several people, or is too incomplete for the source to decide. Add the birth place or use a domain identifier."},
+		"The identity matches several people, or is too incomplete for the source to decide. Add the birth place or use a domain identifier. Also answered, before the identity provider is asked, to a `citizen_access_token` on a service that designates its subjects by a domain identifier only (France Travail payments): a login gives a civil identity, which designates nobody there."},
 	{SourceUnavailable, codes.Unavailable, "source is unavailable",
 		"The source administration's system is down, in maintenance or refused the call. RetryInfo says when to retry when the source said so."},
 	{SourceTimeout, codes.DeadlineExceeded, "source did not answer in time",
@@ -139,6 +149,26 @@ var entries = []Entry{
 		"The source answered something that does not fit the typed response; nothing is returned. The operator is alerted through the logs."},
 	{ServiceNotConfigured, codes.Unimplemented, "service has no source configured",
 		"The broker knows this service but the operator configured no source adapter for it."},
+	{DesignationNotGranted, codes.PermissionDenied, "the grant does not allow this way of designating the subject",
+		"Grants say, per service, whether the subject may be designated by a typed identity (`subject`, `identity`, `ine`, `france_travail_id`), by the citizen's own login (`citizen_access_token`), or both; typed only unless the operator says otherwise. The call used a mode none of your valid grants for this service and purpose allows. It is refused before the identity provider or any source is called."},
+	{CitizenLoginNotConfigured, codes.Unimplemented, "citizen login is not configured",
+		"The call designates its subject by `citizen_access_token` but the operator configured no OpenID provider (`citizen_login.providers`). Use a typed identity, or ask the operator."},
+	{IdentityProviderUnavailable, codes.Unavailable, "identity provider is unavailable",
+		"The citizen's identity provider could not be reached, was too slow (2 s by default), answered a server error, or its discovery document or key set could not be read. Nothing was sent to any source. RetryInfo says when to retry; the token stays usable until it expires."},
+	{IdentityProviderInvalidResponse, codes.Internal, "identity provider answered an invalid response",
+		"The identity provider answered the userinfo request with something the broker cannot trust: not a signed JWT, signed with an algorithm not accepted, or with a signature no key of the provider's key set verifies. No identity is used and no source is called; the operator is alerted through the logs (a misconfigured provider, or someone between the broker and it)."},
+	{CitizenTokenInvalid, codes.InvalidArgument, "citizen access token is invalid",
+		"The identity provider does not know `citizen_access_token` (unknown, revoked, malformed, or issued by another provider than the ones configured), or its answer was issued in the future. Have the citizen log in again. Like every `citizen_token_*` reason it is InvalidArgument, not Unauthenticated: the token designates the subject, it is an argument of the call; your own credential (the mTLS certificate) was accepted, and retrying with it alone cannot help. The BadRequest detail names the field, never its value."},
+	{CitizenTokenExpired, codes.InvalidArgument, "citizen access token has expired",
+		"The citizen's access token expired (the provider said so, or the `exp` of its answer is past, beyond the configured clock skew). Have the citizen log in again; access tokens live a few minutes, use them right after the login."},
+	{CitizenTokenWrongAudience, codes.InvalidArgument, "citizen access token was not issued for relais",
+		"The token is valid but its `aud` does not include the audience Relais is registered under with the provider (its `client_id`). Your portal's OpenID client must be registered with that audience (FranceConnect: the data-provider scopes of Relais)."},
+	{CitizenTokenWrongIssuer, codes.InvalidArgument, "citizen access token comes from another identity provider",
+		"The token (a JWT access token) or the provider's answer names an issuer that is not a provider configured in Relais. Log the citizen in with a provider Relais accepts."},
+	{CitizenLoginTooWeak, codes.InvalidArgument, "citizen login level is not accepted",
+		"The `acr` of the citizen's login is not one of the levels the operator accepts for this provider (e.g. `eidas1`). Request an accepted level in the authorization request (`acr_values`)."},
+	{CitizenClaimsInvalid, codes.InvalidArgument, "citizen identity claims are missing or invalid",
+		"The provider's answer lacks a pivot identity claim (`given_name`, `family_name`, `birthdate`, `gender`, `birthcountry`, and `birthplace` for people born in France) or one is ill-formed. The ErrorInfo metadata `claim` names it (never its value). Ask for the `openid identite_pivot` scopes (or each claim's scope) at login."},
 	{MethodNotFound, codes.NotFound, "no such method",
 		"HTTPS gateway: the path names no method. Methods are served at `POST /<package.Service>/<Method>`, e.g. `POST /relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient`; the OpenAPI document at `/docs/openapi.json` lists them."},
 	{MethodNotAllowed, codes.Unimplemented, "method must be called with post",

@@ -118,3 +118,7 @@ func (m *Metrics) SetCertExpiry(which string, t time.Time) {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
+
+// Registerer lets another component of the process (the transparency
+// portal) export its own collectors on the same /metrics.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }

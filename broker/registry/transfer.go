@@ -83,6 +83,7 @@ func CheckContents(cat Services, c Contents) (Contents, error) {
 			return Contents{}, fmt.Errorf("grant %s: %w", g.ID, ErrUnregistered(g.Consumer))
 		}
 		g.Purposes = append([]Purpose(nil), g.Purposes...)
+		g.Designations, _ = CanonicalDesignations(g.Designations) // checked above
 		g.NotBefore, g.NotAfter, g.CreatedAt, g.RevokedAt = Stamp(g.NotBefore), Stamp(g.NotAfter), Stamp(g.CreatedAt), Stamp(g.RevokedAt)
 		out.Grants[i] = g
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -155,7 +156,66 @@ func checkGrantBody(cat Services, g Grant) error {
 	if g.ExpectedDailyVolume < 0 {
 		return Invalid("expected_daily_volume", "cannot be negative")
 	}
+	if _, err := CanonicalDesignations(g.Designations); err != nil {
+		return err
+	}
+	if err := CheckDisclosure(g.Disclosure); err != nil {
+		return err
+	}
 	return CheckAnomaly(g.Anomaly)
+}
+
+// designationOrder is the canonical order of a grant's designations.
+var designationOrder = []string{DesignationTyped, DesignationCitizenLogin}
+
+// CanonicalDesignations validates a grant's designation modes (known
+// values, none listed twice) and returns them in canonical order (typed,
+// then citizen_login), the form every store keeps; nil for none.
+func CanonicalDesignations(ds []string) ([]string, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	seen := make(map[string]bool, len(ds))
+	for i, d := range ds {
+		field := fmt.Sprintf("designations[%d]", i)
+		if !slices.Contains(designationOrder, d) {
+			return nil, Invalid(field, "%q is not a designation: want typed or citizen_login", d)
+		}
+		if seen[d] {
+			return nil, Invalid(field, "%q is listed twice", d)
+		}
+		seen[d] = true
+	}
+	out := make([]string, 0, len(ds))
+	for _, d := range designationOrder {
+		if seen[d] {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// MaxDisclosureDelay bounds a grant's deferred disclosure: ten years of
+// 365 days, the longest a citizen may be kept from seeing an access.
+const MaxDisclosureDelay = 10 * 365 * 24 * time.Hour
+
+// CheckDisclosure validates a grant's deferred disclosure: a delay of
+// whole seconds within [0, MaxDisclosureDelay], and a legal reference of 1
+// to 256 characters with a delay, none without.
+func CheckDisclosure(d Disclosure) error {
+	switch {
+	case d.Delay < 0 || d.Delay > MaxDisclosureDelay:
+		return Invalid("disclosure.delay", "%s must be within [0, %s] (ten years)", d.Delay, MaxDisclosureDelay)
+	case d.Delay%time.Second != 0:
+		return Invalid("disclosure.delay", "%s must be a whole number of seconds", d.Delay)
+	case d.Delay == 0 && d.LegalReference != "":
+		return Invalid("disclosure.legal_reference", "is set without a delay: a reference only goes with a deferred disclosure")
+	case d.Delay == 0:
+		return nil
+	case strings.TrimSpace(d.LegalReference) == "":
+		return Invalid("disclosure.legal_reference", "a deferred disclosure needs its legal reference: name the text that allows it (e.g. Code de la sécurité sociale, art. L114-9)")
+	}
+	return checkText("disclosure.legal_reference", d.LegalReference, 256)
 }
 
 // CheckAnomaly validates a grant's anomaly policy.

@@ -56,6 +56,7 @@ func NewGrant(cat Services, g Grant, now time.Time) (Grant, error) {
 	g.ID, g.CreatedAt, g.RevokedAt = NewGrantID(), Stamp(now), time.Time{}
 	g.NotBefore, g.NotAfter = Stamp(g.NotBefore), Stamp(g.NotAfter)
 	g.Purposes = append([]Purpose(nil), g.Purposes...)
+	g.Designations, _ = CanonicalDesignations(g.Designations) // checked above
 	return g, nil
 }
 

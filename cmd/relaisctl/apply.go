@@ -13,9 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/relais-broker/relais/broker/registry"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
@@ -53,6 +55,42 @@ type applyGrant struct {
 		DailyCap      int32   `yaml:"daily_cap"`
 	} `yaml:"quota"`
 	ExpectedDailyVolume int32 `yaml:"expected_daily_volume"`
+	// Designations are typed, citizen_login or both (none: typed only).
+	Designations []yamlDesignation `yaml:"designations"`
+	// Disclosure defers the citizen's sight of the grant's accesses.
+	Disclosure *applyDisclosure `yaml:"disclosure"`
+}
+
+type applyDisclosure struct {
+	Delay          yamlDuration `yaml:"delay"`
+	LegalReference string       `yaml:"legal_reference"`
+}
+
+// yamlDesignation is a designation mode in the file, checked as it is
+// read so that a typo is reported with its line.
+type yamlDesignation string
+
+// UnmarshalYAML accepts typed and citizen_login only.
+func (d *yamlDesignation) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || (n.Value != registry.DesignationTyped && n.Value != registry.DesignationCitizenLogin) {
+		return fmt.Errorf("want typed or citizen_login, not %q", n.Value)
+	}
+	*d = yamlDesignation(n.Value)
+	return nil
+}
+
+// yamlDuration is a duration in the file as the flags write it (8760h),
+// checked as it is read so that a malformed one is reported with its line.
+type yamlDuration time.Duration
+
+// UnmarshalYAML accepts a Go duration string.
+func (d *yamlDuration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("want a duration such as 8760h, not %q", n.Value)
+	}
+	*d = yamlDuration(v)
+	return nil
 }
 
 type applyPurpose struct {
@@ -213,8 +251,8 @@ func planApply(ctx context.Context, conn *grpc.ClientConn, f *applyFile) ([]chan
 
 // planGrants matches wanted grants to current ones by what they grant
 // (service, scopes, purposes): same → nothing; only the end moved →
-// extend (~ until old → new); quota, volume or start changed → ~ with
-// old → new, carried out as a new grant then the revocation of the old
+// extend (~ until old → new); quota, volume, designations, disclosure or
+// start changed → ~ with old → new, carried out as a new grant then the revocation of the old
 // one (the admin API has no quota update; the new one is in force before
 // the old one goes); no match → add; current grants left over are revoked.
 func planGrants(c applyConsumer, current []*adminv1.Grant, client adminv1.GrantAdminServiceClient) ([]change, error) {
@@ -277,7 +315,7 @@ func planGrants(c applyConsumer, current []*adminv1.Grant, client adminv1.GrantA
 			if _, err := client.AddGrant(ctx, req); err != nil {
 				return err
 			}
-			_, err := client.RevokeGrant(ctx, &adminv1.RevokeGrantRequest{Id: id, Reason: "relaisctl apply: replaced (quota or validity changed)"})
+			_, err := client.RevokeGrant(ctx, &adminv1.RevokeGrantRequest{Id: id, Reason: "relaisctl apply: replaced (quota, validity, designations or disclosure changed)"})
 			return err
 		}})
 	}
@@ -308,6 +346,12 @@ func grantDiffs(w *adminv1.AddGrantRequest, g *adminv1.Grant) []string {
 	num("burst", float64(gq.GetBurst()), float64(wq.GetBurst()))
 	num("daily_cap", float64(gq.GetDailyCap()), float64(wq.GetDailyCap()))
 	num("expected_daily_volume", float64(g.GetExpectedDailyVolume()), float64(w.GetExpectedDailyVolume()))
+	if old, new := designationsText(g.GetDesignations()), designationsText(w.GetDesignations()); old != new {
+		d = append(d, fmt.Sprintf("designations %s → %s", old, new))
+	}
+	if old, new := disclosureText(g.GetDisclosure()), disclosureText(w.GetDisclosure()); old != new {
+		d = append(d, fmt.Sprintf("disclosure %s → %s", old, new))
+	}
 	if !g.GetNotAfter().AsTime().Equal(w.GetNotAfter().AsTime()) {
 		d = append(d, fmt.Sprintf("until %s → %s", day(g.GetNotAfter()), day(w.GetNotAfter())))
 	}
@@ -340,6 +384,18 @@ func grantRequestFromFile(siret string, w applyGrant) (*adminv1.AddGrantRequest,
 	for _, p := range w.Purposes {
 		req.Purposes = append(req.Purposes, &adminv1.Purpose{Code: p.Code, Label: p.Label, LegalBasis: p.LegalBasis})
 	}
+	designations := make([]string, len(w.Designations))
+	for i, d := range w.Designations {
+		designations[i] = string(d)
+	}
+	if req.Designations, err = parseDesignations("designations", designations); err != nil {
+		return nil, err
+	}
+	if w.Disclosure != nil {
+		if req.Disclosure, err = parseDisclosure("disclosure.delay", "disclosure.legal_reference", time.Duration(w.Disclosure.Delay), w.Disclosure.LegalReference); err != nil {
+			return nil, err
+		}
+	}
 	return req, nil
 }
 
@@ -365,7 +421,8 @@ func sameGrant(w *adminv1.AddGrantRequest, g *adminv1.Grant) bool {
 	}
 	wq, gq := w.GetQuota(), g.GetQuota()
 	return wq.GetRatePerSecond() == gq.GetRatePerSecond() && wq.GetBurst() == gq.GetBurst() && wq.GetDailyCap() == gq.GetDailyCap() &&
-		w.GetExpectedDailyVolume() == g.GetExpectedDailyVolume()
+		w.GetExpectedDailyVolume() == g.GetExpectedDailyVolume() &&
+		designationsText(w.GetDesignations()) == designationsText(g.GetDesignations()) && disclosureText(w.GetDisclosure()) == disclosureText(g.GetDisclosure())
 }
 
 func purposeCodes(ps []*adminv1.Purpose) string {

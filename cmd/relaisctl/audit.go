@@ -33,7 +33,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func auditCmd() *cobra.Command {
 	return group("audit", "The audit log: verify, export, checkpoints, query, a citizen's access report",
-		auditVerifyCmd(), auditExportCmd(), auditCheckpointsCmd(), auditQueryCmd(), auditSubjectCmd())
+		auditVerifyCmd(), auditExportCmd(), auditCheckpointsCmd(), auditQueryCmd(), auditDeferredCmd(), auditSubjectCmd())
 }
 
 // exportTimeout bounds an online export: a whole log, not one call.
@@ -274,9 +274,10 @@ func auditExport(ctx context.Context, fs *pflag.FlagSet, src *logSource, outV st
 }
 
 func auditQueryCmd() *cobra.Command {
-	return adminLeaf("query [--consumer S] [--method M] [--code C] [--from T] [--to T]", "List audit records (admin API)",
+	return adminLeaf("query [--consumer S] [--method M] [--code C] [--from T] [--to T] [--deferred]", "List audit records (admin API)",
 		"  relaisctl audit query --consumer 21750000500012 --code PermissionDenied\n  relaisctl audit query --from 2027-01-01 -o csv > janvier.csv",
 		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			deferred := fs.Bool("deferred", false, "only the accesses whose disclosure to the citizen is deferred (relaisctl audit deferred lists them)")
 			consumer := fs.String("consumer", "", "only this consumer SIRET")
 			method := fs.String("method", "", "only this method, e.g. /relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient")
 			code := fs.String("code", "", "only this outcome, e.g. OK or PermissionDenied")
@@ -300,7 +301,7 @@ func auditQueryCmd() *cobra.Command {
 				if fs.NArg() > 0 {
 					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 				}
-				req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, Method: *method, Code: *code, Limit: int32(*limit)}
+				req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, Method: *method, Code: *code, Limit: int32(*limit), DeferredOnly: *deferred}
 				for _, t := range []struct {
 					flag, v string
 					dst     **timestamppb.Timestamp
@@ -326,7 +327,8 @@ func printAudit(w io.Writer, format string, resp *adminv1.QueryAuditResponse) er
 	v := view{whole: resp, items: protoItems(resp.GetRecords()), cols: []column{
 		{name: "TIME"}, {name: "REQUEST ID", wide: true}, {name: "CONSUMER SIRET", wide: true}, {name: "WHO", max: 16}, {name: "OPERATOR", wide: true}, {name: "RECIPIENT SIRET", wide: true},
 		{name: "METHOD", max: 26}, {name: "PURPOSE", max: 18}, {name: "CASE REFERENCE", wide: true}, {name: "SUBJECT PSEUDONYM", wide: true},
-		{name: "FIELDS RETURNED", max: 12}, {name: "CODE", max: 18}, {name: "REASON", wide: true}, {name: "LATENCY MS", wide: true}, {name: "NOTE", wide: true}}}
+		{name: "FIELDS RETURNED", max: 12}, {name: "CODE", max: 18}, {name: "REASON", wide: true}, {name: "LATENCY MS", wide: true}, {name: "NOTE", wide: true},
+		{name: "SUBJECT ORIGIN", wide: true}, {name: "DISCLOSE AFTER", wide: true}, {name: "DISCLOSURE REFERENCE", wide: true}}}
 	for _, r := range resp.GetRecords() {
 		who := r.GetConsumerSiret()
 		if r.GetOperator() != "" {
@@ -339,7 +341,8 @@ func printAudit(w io.Writer, format string, resp *adminv1.QueryAuditResponse) er
 		}
 		v.rows = append(v.rows, []string{when, r.GetRequestId(), r.GetConsumerSiret(), who, r.GetOperator(), r.GetRecipientSiret(),
 			method, r.GetPurpose(), r.GetCaseReference(), r.GetSubjectPseudonym(), strings.Join(r.GetFieldsReturned(), sep), r.GetCode(), r.GetReason(),
-			fmt.Sprintf("%.3f", float64(r.GetLatency().AsDuration())/float64(time.Millisecond)), r.GetNote()})
+			fmt.Sprintf("%.3f", float64(r.GetLatency().AsDuration())/float64(time.Millisecond)), r.GetNote(),
+			r.GetSubjectOrigin(), rfc3339(r.GetDiscloseAfter()), r.GetDisclosureReference()})
 	}
 	if format == outCSV {
 		// The columns of the csv are the record's fields, WHO aside.
@@ -351,6 +354,87 @@ func printAudit(w io.Writer, format string, resp *adminv1.QueryAuditResponse) er
 		v.cols, v.rows = cols, rows
 	}
 	return render(w, format, v)
+}
+
+// rfc3339 prints an optional time, empty when unset.
+func rfc3339(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	return t.AsTime().Format(time.RFC3339)
+}
+
+// auditDeferredCmd lists the accesses a citizen does not see yet: each
+// with its disclosure date and the legal reference of the deferral.
+func auditDeferredCmd() *cobra.Command {
+	return adminLeaf("deferred [--consumer S] [--from T] [--to T] [--pending]",
+		"List the accesses whose disclosure to the citizen is deferred, with their disclosure date and legal reference (admin API)",
+		"  relaisctl audit deferred\n  relaisctl audit deferred --consumer 21750000500012 --pending -o csv",
+		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
+			consumer := fs.String("consumer", "", "only this consumer SIRET")
+			from := fs.String("from", "", "accesses from this time (RFC 3339 or YYYY-MM-DD)")
+			to := fs.String("to", "", "accesses before this time (RFC 3339 or YYYY-MM-DD)")
+			pending := fs.Bool("pending", false, "only those not disclosed yet (disclosure date in the future)")
+			limit := fs.Int("limit", 1000, "at most this many records")
+			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
+				if fs.NArg() > 0 {
+					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+				}
+				req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, DeferredOnly: true, Limit: int32(*limit)}
+				for _, t := range []struct {
+					flag, v string
+					dst     **timestamppb.Timestamp
+				}{{"--from", *from, &req.From}, {"--to", *to, &req.To}} {
+					if t.v != "" {
+						tm, err := parseTime(t.flag, t.v)
+						if err != nil {
+							return err
+						}
+						*t.dst = timestamppb.New(tm)
+					}
+				}
+				resp, err := adminv1.NewAuditAdminServiceClient(conn).QueryAudit(ctx, req)
+				if err != nil {
+					return err
+				}
+				now := time.Now()
+				var recs []*adminv1.AuditRecord
+				for _, r := range resp.GetRecords() {
+					if !*pending || r.GetDiscloseAfter().AsTime().After(now) {
+						recs = append(recs, r)
+					}
+				}
+				output := af.format()
+				if len(recs) == 0 && (output == outTable || output == outWide) {
+					fmt.Fprintln(out, "no deferred access recorded")
+					return nil
+				}
+				v := view{whole: &adminv1.QueryAuditResponse{Records: recs}, items: protoItems(recs), cols: []column{
+					{name: "TIME"}, {name: "REQUEST ID", wide: true}, {name: "CONSUMER SIRET"}, {name: "METHOD", max: 26}, {name: "PURPOSE", max: 18},
+					{name: "ORIGIN", wide: true}, {name: "DISCLOSE AFTER"}, {name: "STATE"}, {name: "REFERENCE", max: 30}}}
+				for _, r := range recs {
+					method := r.GetMethod()
+					if output == outTable {
+						method = shortMethod(method)
+					}
+					origin, state := "typed", "disclosed"
+					if r.GetSubjectOrigin() != "" {
+						origin = r.GetSubjectOrigin()
+					}
+					if r.GetDiscloseAfter().AsTime().After(now) {
+						state = "hidden"
+					}
+					// The tables give the day the citizen sees it; csv and json the instant.
+					after := rfc3339(r.GetDiscloseAfter())
+					if output == outTable || output == outWide {
+						after = day(r.GetDiscloseAfter())
+					}
+					v.rows = append(v.rows, []string{r.GetTime().AsTime().Format(time.RFC3339), r.GetRequestId(), r.GetConsumerSiret(), method, r.GetPurpose(),
+						origin, after, state, r.GetDisclosureReference()})
+				}
+				return render(out, output, v)
+			}
+		})
 }
 
 // runAuditSubject answers a citizen's request: which bodies accessed the
@@ -396,9 +480,11 @@ func auditSubjectCmd() *cobra.Command {
 					return printAccesses(out, resp.GetAccesses())
 				}
 				v := view{whole: resp, items: protoItems(resp.GetAccesses()),
-					cols: []column{{name: "WHEN"}, {name: "BODY"}, {name: "SIRET"}, {name: "PURPOSE"}, {name: "FIELDS"}, {name: "OUTCOME"}}}
+					cols: []column{{name: "WHEN"}, {name: "BODY"}, {name: "SIRET"}, {name: "PURPOSE"}, {name: "LEGAL BASIS"}, {name: "FIELDS"}, {name: "OUTCOME"},
+						{name: "INITIATED BY"}, {name: "DISCLOSED FROM"}}}
 				for _, a := range resp.GetAccesses() {
-					v.rows = append(v.rows, []string{a.GetTime().AsTime().Format(time.RFC3339), a.GetConsumerName(), a.GetConsumerSiret(), accessPurpose(a), strings.Join(a.GetFieldsReturned(), ","), a.GetCode()})
+					v.rows = append(v.rows, []string{a.GetTime().AsTime().Format(time.RFC3339), a.GetConsumerName(), a.GetConsumerSiret(), accessPurpose(a), a.GetLegalBasis(),
+						strings.Join(a.GetFieldsReturned(), ","), a.GetCode(), initiatedBy(a), rfc3339(a.GetDiscloseAfter())})
 				}
 				return render(out, af.format(), v)
 			}
@@ -414,6 +500,15 @@ func printAccesses(w io.Writer, list []*adminv1.SubjectAccess) error {
 		}
 		fmt.Fprintf(w, "%s  %s (SIRET %s)  %s\n", a.GetTime().AsTime().Format(time.RFC3339), a.GetConsumerName(), a.GetConsumerSiret(), a.GetCode())
 		fmt.Fprintf(w, "  purpose: %s\n", accessPurpose(a))
+		if a.GetLegalBasis() != "" {
+			fmt.Fprintf(w, "  legal basis: %s\n", a.GetLegalBasis())
+		}
+		if a.GetSubjectOrigin() != "" {
+			fmt.Fprintf(w, "  initiated by: %s\n", initiatedBy(a))
+		}
+		if a.GetDiscloseAfter() != nil {
+			fmt.Fprintf(w, "  disclosed to the citizen from: %s\n", rfc3339(a.GetDiscloseAfter()))
+		}
 		line := "  fields:  "
 		for j, f := range a.GetFieldsReturned() {
 			if j > 0 {
@@ -430,6 +525,15 @@ func printAccesses(w io.Writer, list []*adminv1.SubjectAccess) error {
 		}
 	}
 	return nil
+}
+
+// initiatedBy says who designated the subject: the citizen by logging in,
+// or the body typing an identity or identifier.
+func initiatedBy(a *adminv1.SubjectAccess) string {
+	if a.GetSubjectOrigin() == "citizen_login" {
+		return "the citizen (login)"
+	}
+	return "the body"
 }
 
 func accessPurpose(a *adminv1.SubjectAccess) string {

@@ -163,7 +163,7 @@ func TestOutputFormats(t *testing.T) {
 		t.Fatalf("grants add: %s", errOut)
 	}
 	listings := [][]string{{"consumers", "list"}, {"consumers", "show", siret}, {"grants", "list"}, {"credentials", "list"}, {"sources", "list"},
-		{"anomalies", "list"}, {"audit", "query"}}
+		{"anomalies", "list"}, {"audit", "query"}, {"audit", "deferred"}}
 	offline := [][]string{{"scopes"}, {"errors"}}
 	for i, l := range append(listings, offline...) {
 		args := l

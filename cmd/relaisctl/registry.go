@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/relais-broker/relais/broker/registry"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
@@ -249,7 +251,12 @@ func grantsCmd() *cobra.Command {
 	add := adminLeaf("add --consumer SIRET --service S --scopes a,b --purpose 'code:label:legal basis' --until DATE", "Grant a consumer scopes of a service for a purpose",
 		`  relaisctl grants add --consumer 21750000500012 \
     --service relais.familyquotient.v1.FamilyQuotientService --scopes family_quotient.value \
-    --purpose 'tarification_cantine:Tarification de la cantine:CGCT art. L2331-2' --until 2027-12-31`,
+    --purpose 'tarification_cantine:Tarification de la cantine:CGCT art. L2331-2' --until 2027-12-31
+  # calls designating the citizen by their own login, disclosed to them a year later
+  relaisctl grants add --consumer 21750000500012 \
+    --service relais.rsa.v1.RsaStatusService --scopes rsa.status \
+    --purpose 'controle:Contrôle des aides:CSS art. L114-9' --until 2027-12-31 \
+    --designation citizen_login --disclosure-delay 8760h --disclosure-reference 'CSS art. L114-9'`,
 		func(fs *pflag.FlagSet, af *adminFlags) func(context.Context, *grpc.ClientConn, io.Writer) error {
 			consumer := fs.String("consumer", "", "consumer SIRET")
 			service := fs.String("service", "", "full service name, e.g. relais.familyquotient.v1.FamilyQuotientService")
@@ -261,6 +268,9 @@ func grantsCmd() *cobra.Command {
 			burst := fs.Int("burst", 40, "burst")
 			daily := fs.Int("daily-cap", 0, "calls per day (0 = none)")
 			volume := fs.Int("expected-daily-volume", 0, "declared daily volume (anomaly detection)")
+			designation := fs.String("designation", "", "how the consumer may designate subjects: typed, citizen_login or typed,citizen_login (default typed)")
+			delay := fs.Duration("disclosure-delay", 0, "defer the citizen's sight of each access by this long, e.g. 8760h (at most 87600h)")
+			reference := fs.String("disclosure-reference", "", "the legal reference that allows the deferral (required with --disclosure-delay)")
 			return func(ctx context.Context, conn *grpc.ClientConn, out io.Writer) error {
 				if fs.NArg() > 0 {
 					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
@@ -268,6 +278,12 @@ func grantsCmd() *cobra.Command {
 				req, err := grantRequest(*consumer, *service, *scopes, *purpose, *from, *until, *rate, *burst, *daily, *volume)
 				if err != nil {
 					return err
+				}
+				if req.Designations, err = parseDesignations("--designation", splitList(*designation)); err != nil {
+					return usageError{err.Error()}
+				}
+				if req.Disclosure, err = parseDisclosure("--disclosure-delay", "--disclosure-reference", *delay, *reference); err != nil {
+					return usageError{err.Error()}
 				}
 				resp, err := client(conn).AddGrant(ctx, req)
 				if err != nil {
@@ -370,6 +386,70 @@ func grantRequest(consumer, service, scopes, purpose, from, until string, rate f
 	}, nil
 }
 
+// parseDesignations checks designation modes as the registry does
+// (known, once each) and returns them in its canonical order, so that
+// what is compared and sent is what the registry stores.
+func parseDesignations(what string, ds []string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if d != registry.DesignationTyped && d != registry.DesignationCitizenLogin {
+			return nil, fmt.Errorf("%s %q: want typed, citizen_login or both", what, d)
+		}
+		if seen[d] {
+			return nil, fmt.Errorf("%s: %q is listed twice", what, d)
+		}
+		seen[d] = true
+	}
+	out, _ := registry.CanonicalDesignations(ds) // checked above
+	return out, nil
+}
+
+// parseDisclosure builds a deferred disclosure: a delay goes with its
+// legal reference, and neither means disclosure at once (nil).
+func parseDisclosure(delayName, referenceName string, delay time.Duration, reference string) (*adminv1.Disclosure, error) {
+	switch {
+	case delay == 0 && reference == "":
+		return nil, nil
+	case delay < 0 || delay > registry.MaxDisclosureDelay:
+		return nil, fmt.Errorf("%s %s: want a duration within 0 and %s (ten years)", delayName, delay, shortDuration(registry.MaxDisclosureDelay))
+	case delay == 0:
+		return nil, fmt.Errorf("%s without %s: a reference only goes with a deferred disclosure", referenceName, delayName)
+	case strings.TrimSpace(reference) == "":
+		return nil, fmt.Errorf("%s needs %s: name the text that allows the deferral", delayName, referenceName)
+	}
+	return &adminv1.Disclosure{Delay: durationpb.New(delay), LegalReference: reference}, nil
+}
+
+// shortDuration prints a duration as the flags take it, without the
+// trailing zero units: 8760h, 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// designationsText is a grant's designation modes for a table; none is
+// typed only.
+func designationsText(ds []string) string {
+	if len(ds) == 0 {
+		return registry.DesignationTyped
+	}
+	return strings.Join(ds, ",")
+}
+
+// disclosureText is a grant's deferred disclosure for a table.
+func disclosureText(d *adminv1.Disclosure) string {
+	if d.GetDelay().AsDuration() == 0 {
+		return "at once"
+	}
+	return "after " + shortDuration(d.GetDelay().AsDuration()) + " (" + d.GetLegalReference() + ")"
+}
+
 func parseTime(flagName, s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
@@ -383,7 +463,8 @@ func parseTime(flagName, s string) (time.Time, error) {
 func printGrants(w io.Writer, output string, gs ...*adminv1.Grant) error {
 	v := view{whole: &adminv1.ListGrantsResponse{Grants: gs}, items: protoItems(gs),
 		cols: []column{{name: "ID"}, {name: "CONSUMER"}, {name: "SERVICE", max: 22}, {name: "SCOPES", max: 20}, {name: "PURPOSES", wide: true},
-			{name: "FROM", wide: true}, {name: "UNTIL"}, {name: "RATE"}, {name: "DAILY CAP", wide: true}, {name: "STATE", max: 18}}}
+			{name: "FROM", wide: true}, {name: "UNTIL"}, {name: "RATE"}, {name: "DAILY CAP", wide: true}, {name: "STATE", max: 18},
+			{name: "DESIGNATION", wide: true}, {name: "DISCLOSURE", wide: true}}}
 	for _, g := range gs {
 		var purposes []string
 		for _, p := range g.GetPurposes() {
@@ -404,7 +485,7 @@ func printGrants(w io.Writer, output string, gs ...*adminv1.Grant) error {
 		}
 		v.rows = append(v.rows, []string{g.GetId(), g.GetConsumerSiret(), service, strings.Join(g.GetScopes(), ","),
 			strings.Join(purposes, ","), day(g.GetNotBefore()), day(g.GetNotAfter()), strconv.FormatFloat(g.GetQuota().GetRatePerSecond(), 'f', -1, 64) + "/s",
-			strconv.Itoa(int(g.GetQuota().GetDailyCap())), state})
+			strconv.Itoa(int(g.GetQuota().GetDailyCap())), state, designationsText(g.GetDesignations()), disclosureText(g.GetDisclosure())})
 	}
 	return render(w, output, v)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/certs"
 )
 
@@ -79,7 +80,13 @@ func TestOperatorsTranscript(t *testing.T) {
 	sh(0, "grants", "add", "--consumer", "21750000500012", "--service", "relais.healthcover.v1.SolidarityHealthCoverService",
 		"--scopes", "solidarity_health_cover.status", "--purpose", "aide_sociale_facultative:Aide facultative du CCAS:CASF art. L123-5",
 		"--until", "2030-06-30", "--rate", "10", "--burst", "20")
+	note("A grant may let the consumer designate the subject by the citizen's own login (`citizen_login`, beside or instead of `typed`), and defer the citizen's sight of its accesses, under the legal reference that allows it:")
+	sh(0, "grants", "add", "--consumer", "21750000500012", "--service", "relais.rsa.v1.RsaStatusService",
+		"--scopes", "rsa.status", "--purpose", "controle_aides:Contrôle des aides facultatives:CSS art. L114-9",
+		"--until", "2030-06-30", "--rate", "10", "--burst", "20",
+		"--designation", "typed,citizen_login", "--disclosure-delay", "8760h", "--disclosure-reference", "CSS art. L114-9")
 	sh(0, "grants", "list", "--consumer", "21750000500012")
+	sh(0, "grants", "list", "--consumer", "21750000500012", "-o", "wide")
 
 	step("4. Its credential")
 	note("A SIRET the registry does not hold is refused (a typo, most of the time):")
@@ -102,21 +109,43 @@ func TestOperatorsTranscript(t *testing.T) {
         purposes: [{code: aide_sociale_facultative, label: Aide facultative du CCAS, legal_basis: "CASF art. L123-5"}]
         until: 2030-12-31
         quota: {rate_per_second: 10, burst: 20}
+      - service: relais.rsa.v1.RsaStatusService
+        scopes: [rsa.status]
+        purposes: [{code: controle_aides, label: Contrôle des aides facultatives, legal_basis: "CSS art. L114-9"}]
+        until: 2030-06-30
+        quota: {rate_per_second: 10, burst: 20}
+        designations: [typed, citizen_login]
+        disclosure: {delay: 8760h, legal_reference: "CSS art. L114-9"}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sh(2, "apply", "-f", "grants.yaml", "--dry-run", "--exit-code")
 	sh(0, "apply", "-f", "grants.yaml")
 
-	step("7. Revocation of the consumer's access")
+	step("7. Deferred accesses")
+	note("Each call under a grant with a deferred disclosure is recorded with its disclosure date and reference; the transparency portal hides it from the citizen until then. Operators list them (`--pending`: those still hidden; `audit query --deferred` gives the whole records):")
+	now := time.Now().UTC()
+	for i, origin := range []string{"", audit.OriginCitizenLogin} {
+		if err := b.log.Append(context.Background(), audit.Record{
+			Time: now.Add(time.Duration(i) * time.Minute), RequestID: fmt.Sprintf("req-%d", i+1), Consumer: "21750000500012",
+			Method: "/relais.rsa.v1.RsaStatusService/GetRsaStatus", Purpose: "controle_aides", Subject: fmt.Sprintf("%064x", i+1),
+			FieldsReturned: []string{"is_beneficiary"}, Code: "OK", SubjectOrigin: origin,
+			DiscloseAfter: now.Add(time.Duration(i)*time.Minute + 8760*time.Hour), DisclosureReference: "CSS art. L114-9",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh(0, "audit", "deferred", "-o", "wide")
+
+	step("8. Revocation of the consumer's access")
 	sh(0, "consumers", "suspend", "21750000500012", "--reason", "convention échue")
 
-	step("8. Rotation of the audit signing key")
+	step("9. Rotation of the audit signing key")
 	note("Then restart `relaisd`; the keyring `audit-signing.pub` (new key first) verifies the checkpoints of every key.")
 	sh(0, "keys", "rotate", "--dir", "keys")
 	sh(0, "audit", "verify", "--online", "--public-key", "keys/audit-signing.pub")
 
-	step("9. Online backup, restore into a fresh directory")
+	step("10. Online backup, restore into a fresh directory")
 	sh(0, "backup", "--out", "backup/", "--public-key", "keys/audit-signing.pub")
 	sh(0, "restore", "--from", "backup/", "--data-dir", "restored/", "--public-key", "keys/audit-signing.pub")
 	sh(0, "audit", "verify", "--db", "restored/audit.db", "--public-key", "keys/audit-signing.pub")
@@ -163,6 +192,7 @@ func normalizeTranscript(s, addr string) string {
 		{regexp.MustCompile(`/tmp/[^ \n)]*/`), "/home/operator/"},
 		{regexp.MustCompile(regexp.QuoteMeta(today)), "2027-01-15"},
 		{regexp.MustCompile(time.Now().UTC().Add(certs.DefaultTTL).Format(time.DateOnly)), "2027-01-22"},
+		{regexp.MustCompile(time.Now().UTC().Add(8760 * time.Hour).Format(time.DateOnly)), "2028-01-15"}, // a deferred disclosure
 	}
 	for _, r := range repl {
 		s = r.re.ReplaceAllString(s, r.with)

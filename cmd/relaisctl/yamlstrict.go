@@ -41,6 +41,14 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 	if where == "" {
 		where = "the document"
 	}
+	// A type that reads itself (a duration, a designation) checks its
+	// value: its refusal gets the key path and the line.
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return fmt.Errorf("line %d: %s: %v", n.Line, where, err)
+		}
+		return nil
+	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -85,6 +93,8 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	return nil
 }
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
 func join(path, key string) string {
 	if path == "" {

@@ -103,7 +103,7 @@ func (r *haReplica) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"dev", "--postgres", r.dsn, "--replica-id", r.id, "--data-dir", r.dataDir,
-		"--listen", r.data, "--admin-listen", r.admin, "--ops-listen", r.ops, "--http-listen", r.http}
+		"--listen", r.data, "--admin-listen", r.admin, "--ops-listen", r.ops, "--http-listen", r.http, "--idp-listen", "127.0.0.1:0", "--portal-listen", "127.0.0.1:0"}
 	if r.drain > 0 {
 		args = append(args, "--drain-period", r.drain.String())
 	}

@@ -55,6 +55,11 @@ type Config struct {
 	// ExpectedReplicas is how many replicas this deployment runs, for the
 	// "replicas missing" alert (0: not alerted on).
 	ExpectedReplicas int `yaml:"expected_replicas"`
+	// CitizenLogin configures the identity providers of citizen-initiated
+	// calls (off when omitted).
+	CitizenLogin CitizenLoginConfig `yaml:"citizen_login"`
+	// Portal configures the transparency portal served on listen.portal.
+	Portal PortalConfig `yaml:"portal"`
 }
 
 // StoreConfig chooses where the broker's state lives: bbolt files in
@@ -106,6 +111,9 @@ type ListenConfig struct {
 	Admin string `yaml:"admin"` // mTLS admin API (operators)
 	Ops   string `yaml:"ops"`   // HTTP /metrics /healthz /readyz
 	HTTP  string `yaml:"http"`  // mTLS HTTPS/JSON gateway and API documentation
+	// Portal is the citizens' transparency portal (HTTPS, no client
+	// certificate: citizens log in with OpenID Connect); off when empty.
+	Portal string `yaml:"portal"`
 }
 
 // TLSConfig says where certificates come from.
@@ -311,6 +319,12 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.Retention < 24*time.Hour {
 		add("audit.retention %s: at least a day (the CNIL range is 6 to 12 months)", c.Audit.Retention)
+	}
+	if err := c.Portal.validate(c.Listen.Portal); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.CitizenLogin.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Reminders.validate(); err != nil {
 		add("%v", err)

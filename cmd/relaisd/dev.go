@@ -39,6 +39,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	drainPeriod := fs.Duration("drain-period", 0, "on SIGTERM, stay not ready but serving this long before stopping (replicas behind a load balancer)")
 	replicaID := fs.String("replica-id", "", "with --postgres, this broker's name among the replicas of the database (its audit chain); default the first free of dev-1 … dev-9")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
+	idpListen := fs.String("idp-listen", "127.0.0.1:4446", "address of the local OpenID provider (FranceConnect-like) whose users are the sandbox's fictitious citizens: the identity of citizen-initiated calls and of the portal's logins")
+	idpIssuer := fs.String("idp-issuer", "", "the local OpenID provider's public URL when it is reached through a proxy (default https://<idp-listen address>)")
+	idpTokenLifetime := fs.Duration("idp-token-lifetime", 10*time.Minute, "lifetime of the access tokens the local OpenID provider issues")
+	portalListen := fs.String("portal-listen", "127.0.0.1:4447", "address of the citizens' transparency portal (who accessed my data); empty turns it off")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -60,13 +64,18 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relaisd dev: --admin-listen %q: %v\n", *adminListen, err)
 		return 2
 	}
+	if *idpTokenLifetime <= 0 {
+		fmt.Fprintln(stderr, "relaisd dev: --idp-token-lifetime must be positive")
+		return 2
+	}
 	if *crlRefresh <= 0 || *trustRefresh <= 0 {
 		fmt.Fprintln(stderr, "relaisd dev: --crl-refresh and --trust-refresh must be positive")
 		return 2
 	}
 	opts := devOptions{listen: *listen, adminListen: *adminListen, host: host, dataDir: *dataDir,
 		vaultAddr: *vaultAddr, vaultTokenFile: *vaultTokenFile, crlRefresh: *crlRefresh, trustRefresh: *trustRefresh, sourcesFile: *sourcesFile, opsListen: *opsListen, otlp: *otlp, httpListen: *httpListen,
-		postgres: *postgres, replicaID: *replicaID, drainPeriod: *drainPeriod}
+		postgres: *postgres, replicaID: *replicaID, drainPeriod: *drainPeriod, idpListen: *idpListen, portalListen: *portalListen,
+		idpIssuer: *idpIssuer, idpTokenLifetime: *idpTokenLifetime}
 	if !validReplicaID(opts.replicaID) {
 		fmt.Fprintf(stderr, "relaisd dev: --replica-id %q: 1 to 64 letters, digits, '.', '_' or '-'\n", opts.replicaID)
 		return 2
@@ -99,6 +108,13 @@ type devOptions struct {
 	// postgres is the DSN of the shared database ("" for bbolt files).
 	postgres, replicaID string
 	drainPeriod         time.Duration
+	// idpListen and portalListen: the dev identity provider and the
+	// transparency portal ("" turns the portal off).
+	idpListen, portalListen string
+	// idpIssuer overrides the provider's URL (behind a proxy);
+	// idpTokenLifetime is its access tokens' lifetime.
+	idpIssuer        string
+	idpTokenLifetime time.Duration
 }
 
 func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.Writer) error {
@@ -131,6 +147,11 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 		CRLRefresh: o.crlRefresh, TrustRefresh: o.trustRefresh, DrainPeriod: o.drainPeriod,
 		Reminders: devReminders(o.dataDir), DataDir: o.dataDir,
 	}
+	citizens, err := devPages(o, env, logger)
+	if err != nil {
+		return err
+	}
+	st.Citizens, st.Pages = citizens.resolver, citizens.pages
 	tc := tracing.Config{Exporter: "none"}
 	if o.otlp != "" {
 		tc = tracing.Config{Exporter: "otlp", Endpoint: o.otlp, Insecure: true}
@@ -144,6 +165,8 @@ func serveDev(ctx context.Context, o devOptions, logger *slog.Logger, stdout io.
 			fmt.Sprintf("operations:     http://%s/metrics /healthz /readyz", opsAddr),
 			fmt.Sprintf("audit log:      %s (verify the running broker: relaisctl audit verify --online --admin-addr %s --operator-dir %s --public-key %s)",
 				auditWhere(o, sts), adminAddr, env.OperatorDir(), filepath.Join(keys.Dir, devenv.AuditPublicKeyFile)),
+			fmt.Sprintf("citizen login:  %s (local OpenID provider, fictitious citizens; discovery %s/.well-known/openid-configuration)", citizens.issuer, citizens.issuer),
+			portalLine(citizens.portalURL),
 		}, storeLine(o, sts, joined))
 	})
 }

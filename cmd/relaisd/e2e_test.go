@@ -92,9 +92,11 @@ type devBroker struct {
 	adminAddr string
 	opsAddr   string
 	webAddr   string
-	firstCall string
-	dataDir   string
-	stderr    *os.File
+	// issuer is the dev identity provider's; portalURL the portal's.
+	issuer, portalURL string
+	firstCall         string
+	dataDir           string
+	stderr            *os.File
 }
 
 // startDev runs `relaisd dev` on a free loopback port and waits for its
@@ -115,7 +117,7 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
+	d.cmd = exec.Command(relaisd, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--idp-listen", "127.0.0.1:0", "--portal-listen", "127.0.0.1:0", "--data-dir", d.dataDir}, extra...)...)
 	d.cmd.Stderr = d.stderr
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -144,6 +146,8 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 	adminAPI := regexp.MustCompile(`admin API: +(127\.0\.0\.1:\d+)`)
 	opsAPI := regexp.MustCompile(`operations: +http://(127\.0\.0\.1:\d+)/`)
 	webAPI := regexp.MustCompile(`HTTPS/JSON: +https://(127\.0\.0\.1:\d+)/`)
+	issuer := regexp.MustCompile(`citizen login: +(https://127\.0\.0\.1:\d+) `)
+	portalAt := regexp.MustCompile(`portal: +(https://127\.0\.0\.1:\d+) `)
 	timeout := time.After(60 * time.Second)
 	for d.firstCall == "" {
 		select {
@@ -162,6 +166,12 @@ func startDevIn(t *testing.T, dataDir string, extra ...string) *devBroker {
 			}
 			if m := webAPI.FindStringSubmatch(line); m != nil {
 				d.webAddr = m[1]
+			}
+			if m := issuer.FindStringSubmatch(line); m != nil {
+				d.issuer = m[1]
+			}
+			if m := portalAt.FindStringSubmatch(line); m != nil {
+				d.portalURL = m[1]
 			}
 			if strings.HasPrefix(line, "  grpcurl ") {
 				d.firstCall = strings.TrimSpace(line)

@@ -76,7 +76,7 @@ func startPGDev(t *testing.T, dataDir, dsn string) (*devBroker, string) {
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(relaisd, "dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0",
-		"--http-listen", "127.0.0.1:0", "--data-dir", dataDir, "--postgres", dsn)
+		"--http-listen", "127.0.0.1:0", "--idp-listen", "127.0.0.1:0", "--portal-listen", "127.0.0.1:0", "--data-dir", dataDir, "--postgres", dsn)
 	d.cmd.Stderr = d.stderr
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {

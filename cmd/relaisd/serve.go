@@ -106,8 +106,28 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	}
 	defer st.Stores.Close()
 	st.Chain = st.Stores.Replica
+	resolver, err := cfg.CitizenLogin.resolver()
+	if err != nil {
+		return err
+	}
+	if resolver != nil { // a nil *Resolver would be a non-nil interface
+		st.Citizens = resolver
+	}
+	portalAt := ""
+	if cfg.Listen.Portal != "" {
+		ln, err := net.Listen("tcp", cfg.Listen.Portal)
+		if err != nil {
+			return fmt.Errorf("listen.portal: %w", err)
+		}
+		p, err := cfg.Portal.page(ln)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		st.Pages, portalAt = append(st.Pages, p), ", portal on "+ln.Addr().String()
+	}
 	return runStack(ctx, st, logger, func(data, admin, ops, web string) {
-		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s, HTTPS/JSON on %s\n", data, admin, ops, web)
+		fmt.Fprintf(stdout, "relaisd: data API on %s, admin API on %s, operations on http://%s, HTTPS/JSON on %s%s\n", data, admin, ops, web, portalAt)
 	})
 }
 

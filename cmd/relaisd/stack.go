@@ -80,6 +80,33 @@ type stack struct {
 	// listeners keep serving this long, so a load balancer stops routing
 	// here before the servers stop.
 	DrainPeriod time.Duration
+	// Citizens resolves the access tokens of citizen-initiated calls
+	// through the identity providers; nil: citizen login not configured.
+	Citizens broker.CitizenResolver
+	// Pages are the HTTPS services people open in a browser, each on its
+	// own listener (opened beforehand, so that their URLs are known to
+	// the identity provider): the transparency portal, the dev identity
+	// provider.
+	Pages []page
+}
+
+// page is one browser-facing HTTPS service of the stack.
+type page struct {
+	// Name is the service's role in logs ("portal", "identity provider").
+	Name     string
+	Listener net.Listener
+	// Build makes the handler once the stack's components exist.
+	Build func(pageDeps) (http.Handler, error)
+}
+
+// pageDeps are the components a page may read.
+type pageDeps struct {
+	AuditLog   *auditlog.Log
+	Audit      admin.AuditReader
+	Registry   registry.Store
+	Pseudonyms *subject.Pseudonymizer
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
 }
 
 // listeners are the broker's four sockets, by role.
@@ -155,6 +182,9 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 		// divided by the live replicas (see broker/cluster for the tolerance).
 		RateShare: cluster.NewRateShare(st.Stores.Cluster),
 	}
+	if st.Citizens != nil {
+		cfg.Citizens = st.Citizens
+	}
 	if st.Tracing != nil {
 		cfg.TracerProvider = st.Tracing.TracerProvider()
 	}
@@ -185,9 +215,21 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 	if err != nil {
 		return errors.Join(err, abort(g))
 	}
-	ls, err := listen(st)
+	pages, err := st.pageServers(pageDeps{AuditLog: auditLog, Audit: auditReader{Log: auditLog, pool: st.Stores.Pool}, Registry: st.Stores.Registry,
+		Pseudonyms: pseudonyms, Metrics: mets, Logger: logger})
 	if err != nil {
 		return errors.Join(err, abort(g))
+	}
+	ls, err := listen(st)
+	if err != nil {
+		for _, p := range st.Pages {
+			p.Listener.Close()
+		}
+		return errors.Join(err, abort(g))
+	}
+	for i, p := range st.Pages {
+		srv := pages[i]
+		g.Go(func() error { return ignoreStopped(srv.ServeTLS(p.Listener, "", "")) })
 	}
 	// Servers: each returns when stopped; the drain stops them all.
 	g.Go(func() error { return ignoreStopped(servers.data.Serve(ls.data)) })
@@ -202,7 +244,7 @@ func runStack(ctx context.Context, st *stack, logger *slog.Logger, announce func
 			time.Sleep(st.DrainPeriod)
 		}
 		logger.Info("shutting down: draining in-flight calls")
-		drain(logger, servers.web, servers.data, servers.admin)
+		drain(logger, append([]*http.Server{servers.web}, pages...), servers.data, servers.admin)
 		return servers.ops.Close()
 	})
 	// Background loops, all stopped by gctx.
@@ -280,6 +322,25 @@ func (st *stack) servers(b *broker.Broker, runner *sourceRunner, revoked revocat
 	}, nil
 }
 
+// pageServers builds the servers of the stack's pages, not yet serving;
+// on error the pages' listeners are closed.
+func (st *stack) pageServers(deps pageDeps) ([]*http.Server, error) {
+	var out []*http.Server
+	for _, p := range st.Pages {
+		h, err := p.Build(deps)
+		if err != nil {
+			for _, q := range st.Pages {
+				q.Listener.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		out = append(out, &http.Server{Handler: h, TLSConfig: certs.PublicServerConfig(st.ServerCert), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10,
+			ErrorLog: slog.NewLogLogger(deps.Logger.With("server", p.Name).Handler(), slog.LevelWarn)})
+	}
+	return out, nil
+}
+
 // abort ends a group whose servers never started and waits for what it
 // runs (the probes).
 func abort(g *errgroup.Group) error {
@@ -301,15 +362,17 @@ func ignoreStopped(err error) error {
 }
 
 // drain stops the servers gracefully within drainTimeout, then forcibly.
-func drain(logger *slog.Logger, web *http.Server, grpcServers ...*grpc.Server) {
+func drain(logger *slog.Logger, webs []*http.Server, grpcServers ...*grpc.Server) {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := web.Shutdown(shutdownCtx); err != nil {
-			_ = web.Close()
-		}
-	})
+	for _, web := range webs {
+		wg.Go(func() {
+			if err := web.Shutdown(shutdownCtx); err != nil {
+				_ = web.Close()
+			}
+		})
+	}
 	for _, s := range grpcServers {
 		wg.Go(func() {
 			stopped := make(chan struct{})

@@ -59,6 +59,9 @@ func DemoData(cat *catalog.Catalog, now time.Time) ([]registry.Consumer, []regis
 			ID: "demo-full-" + svc, Consumer: FullConsumer.SIRET, Service: svc, Scopes: all,
 			Purposes:  []registry.Purpose{purposeSocialPricing, purposeSocialAid, purposeStudentAid},
 			NotBefore: from, NotAfter: to, Quota: demoQuota,
+			// The town hall's portal may also pass a citizen's own login
+			// (examples/citizen-portal); the CCAS below types identities only.
+			Designations: []string{registry.DesignationTyped, registry.DesignationCitizenLogin},
 		})
 	}
 	limited := map[string][]string{

@@ -18,7 +18,7 @@ import (
 
 // Version is the schema version this build needs: the highest embedded
 // migration (a test keeps them equal).
-const Version int64 = 6
+const Version int64 = 7
 
 // lockID is the advisory lock that serialises `relaisctl db migrate` runs
 // on one database ("relais" in ASCII), so two replicas migrating at once

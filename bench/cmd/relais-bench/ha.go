@@ -16,7 +16,6 @@ import (
 
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/pgreg"
-	"github.com/relais-broker/relais/broker/scope"
 	"github.com/relais-broker/relais/internal/keyfile"
 	"github.com/relais-broker/relais/internal/localserver"
 	"github.com/relais-broker/relais/internal/pgdb"
@@ -43,13 +42,11 @@ type haEnv struct {
 	keys     string // audit and pseudonym keys every replica shares
 }
 
-// startHA starts a throwaway PostgreSQL, migrates and seeds it, starts
-// replicas replicas of relaisd serve on it and one HAProxy per replica
-// count in counts (each in front of the first n replicas). It returns
-// the targets, named relais-haN.
-func (e *env) startHA(replicas int, counts []int) ([]target, error) {
-	if _, err := haproxyBin(); err != nil {
-		return nil, err
+// ensurePG starts the throwaway PostgreSQL once, migrates and seeds it,
+// and makes the audit and pseudonym keys its replicas share.
+func (e *env) ensurePG() (*haEnv, error) {
+	if e.pg != nil {
+		return e.pg, nil
 	}
 	h, err := e.startPostgres()
 	if err != nil {
@@ -63,7 +60,7 @@ func (e *env) startHA(replicas int, counts []int) ([]target, error) {
 	if err := seedPG(ctx, h.dsn); err != nil {
 		return nil, err
 	}
-	h.keys = filepath.Join(e.dir, "ha-keys")
+	h.keys = filepath.Join(e.dir, "pg-keys")
 	if err := os.MkdirAll(h.keys, 0o700); err != nil {
 		return nil, err
 	}
@@ -73,17 +70,44 @@ func (e *env) startHA(replicas int, counts []int) ([]target, error) {
 	if err := keyfile.CreatePseudonymKey(filepath.Join(h.keys, "pseudonym.key")); err != nil {
 		return nil, err
 	}
-	type replica struct {
-		data, ops string
-		cmd       *exec.Cmd
+	e.pg = h
+	return h, nil
+}
+
+// startRelaisPostgres runs the relais-postgres target: one relaisd serve
+// on the database, whose source is the remote adapter to upstream (the
+// same hop as relais-remote), without a balancer in front.
+func (e *env) startRelaisPostgres(upstream string, upstreamProc *exec.Cmd) (target, error) {
+	h, err := e.ensurePG()
+	if err != nil {
+		return target{}, err
 	}
-	var rs []replica
+	p, err := e.startReplica(h, "relais-postgres", e.remoteSources(upstream))
+	if err != nil {
+		return target{}, err
+	}
+	return target{"relais-postgres", p.data, map[string][]*exec.Cmd{roleOwn: {p.cmd}, roleUpstream: {upstreamProc}, roleStore: {h.postgres}}}, nil
+}
+
+// startHA starts replicas replicas of relaisd serve on the database
+// (sandbox source) and one HAProxy per replica count in counts (each in
+// front of the first n replicas). It returns the targets, named
+// relais-haN.
+func (e *env) startHA(replicas int, counts []int) ([]target, error) {
+	if _, err := haproxyBin(); err != nil {
+		return nil, err
+	}
+	h, err := e.ensurePG()
+	if err != nil {
+		return nil, err
+	}
+	var rs []*relaisProc
 	for i := 1; i <= replicas; i++ {
-		data, ops, cmd, err := e.startReplica(h, fmt.Sprintf("bench-%d", i))
+		p, err := e.startReplica(h, fmt.Sprintf("bench-%d", i), sandboxSources)
 		if err != nil {
 			return nil, err
 		}
-		rs = append(rs, replica{data, ops, cmd})
+		rs = append(rs, p)
 	}
 	var targets []target
 	for _, n := range counts {
@@ -91,7 +115,7 @@ func (e *env) startHA(replicas int, counts []int) ([]target, error) {
 			return nil, fmt.Errorf("relais-ha%d: only %d replicas", n, len(rs))
 		}
 		var backends [][2]string
-		procs := []*exec.Cmd{}
+		var procs []*exec.Cmd
 		for _, r := range rs[:n] {
 			backends = append(backends, [2]string{r.data, r.ops})
 			procs = append(procs, r.cmd)
@@ -100,7 +124,7 @@ func (e *env) startHA(replicas int, counts []int) ([]target, error) {
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, target{fmt.Sprintf("relais-ha%d", n), addr, append(procs, proxy, h.postgres)})
+		targets = append(targets, target{fmt.Sprintf("relais-ha%d", n), addr, map[string][]*exec.Cmd{roleOwn: append(procs, proxy), roleStore: {h.postgres}}})
 	}
 	return targets, nil
 }
@@ -197,13 +221,10 @@ func seedPG(ctx context.Context, dsn string) error {
 		return err
 	}
 	defer reg.Close()
-	if _, err := reg.AddConsumer(ctx, registry.Consumer{SIRET: "21990000100005", Name: "Bench"}); err != nil {
+	if _, err := reg.AddConsumer(ctx, registry.Consumer{SIRET: benchConsumer, Name: "Bench"}); err != nil {
 		return fmt.Errorf("seed the consumer: %w", err)
 	}
-	_, err = reg.AddGrant(ctx, registry.Grant{Consumer: "21990000100005", Service: "relais.familyquotient.v1.FamilyQuotientService",
-		Scopes:    scope.Of("family_quotient.value", "family_quotient.beneficiaries", "family_quotient.children", "family_quotient.address"),
-		Purposes:  []registry.Purpose{{Code: "tarification_sociale", Label: "Bench", LegalBasis: "bench"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)})
+	_, err = reg.AddGrant(ctx, benchGrant())
 	if err != nil {
 		return fmt.Errorf("seed the grant: %w", err)
 	}
@@ -211,19 +232,17 @@ func seedPG(ctx context.Context, dsn string) error {
 }
 
 // startReplica runs relaisd serve on the database as replica id, with
-// the shared keys and the sandbox source, and returns its data and ops
-// addresses.
-func (e *env) startReplica(h *haEnv, id string) (string, string, *exec.Cmd, error) {
+// the shared keys and the given sources file.
+func (e *env) startReplica(h *haEnv, id, sources string) (*relaisProc, error) {
 	d := filepath.Join(e.dir, id)
 	if err := os.MkdirAll(d, 0o700); err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(d, "dsn"), []byte(h.dsn+"\n"), 0o600); err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
-	src := "sources:\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: sandbox, kind: sandbox, max_concurrent: 1024}\n"
-	if err := os.WriteFile(filepath.Join(d, "sources.yaml"), []byte(src), 0o600); err != nil {
-		return "", "", nil, err
+	if err := os.WriteFile(filepath.Join(d, "sources.yaml"), []byte(sources), 0o600); err != nil {
+		return nil, err
 	}
 	conf := fmt.Sprintf(`store: {kind: postgres, dsn_file: %[1]s/dsn}
 replica_id: %[4]s
@@ -235,26 +254,14 @@ sources_file: %[1]s/sources.yaml
 limits: {allow_duplicate_calls: true}   # the load repeats one subject
 `, d, filepath.Join(e.dir, "ca"), h.keys, id)
 	if err := os.WriteFile(filepath.Join(d, "relaisd.yaml"), []byte(conf), 0o600); err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
-	cmd, banner, err := e.start(e.relaisd, "serve", "--config", filepath.Join(d, "relaisd.yaml"))
+	p, err := e.startRelaisd(id, filepath.Join(d, "relaisd.yaml"))
 	if err != nil {
-		return "", "", nil, fmt.Errorf("replica %s: %w", id, err)
+		return nil, fmt.Errorf("replica %s: %w", id, err)
 	}
-	var data, ops string
-	f := strings.Fields(banner) // relaisd: data API on ADDR, …, operations on http://ADDR, …
-	for i, w := range f {
-		switch {
-		case strings.HasPrefix(w, "http://"):
-			ops = strings.TrimSuffix(strings.TrimPrefix(w, "http://"), ",")
-		case w == "on" && i > 0 && f[i-1] == "API" && data == "":
-			data = strings.TrimSuffix(f[i+1], ",")
-		}
-	}
-	if data == "" || ops == "" {
-		return "", "", nil, fmt.Errorf("replica %s banner: %q", id, banner)
-	}
-	return data, ops, cmd, nil
+	p.dataDir = d
+	return p, nil
 }
 
 func haproxyBin() (string, error) {
@@ -327,15 +334,4 @@ backend relais
 		time.Sleep(50 * time.Millisecond) // polling a listener coming up
 	}
 	return "", nil, errors.New("haproxy did not start (see its log)")
-}
-
-// writeHA writes the section on the relais-ha targets.
-func writeHA(b *strings.Builder, levels []int, res map[string]map[int]result) {
-	b.WriteString("\n## Replicas on PostgreSQL behind HAProxy\n\n")
-	b.WriteString("`relais-ha1` is one `relaisd serve` replica on PostgreSQL (registry, daily quotas and its audit chain in the database, fsync and synchronous commit on; duplicate calls allowed, as for `relais`) behind HAProxy in TCP mode (TLS passes through, health checks on `/readyz`); `relais-ha2` is two replicas on the same database behind another HAProxy, round robin over the client's connections. CPU per call adds HAProxy's and PostgreSQL's (its backends) to the replicas'.\n\n")
-	b.WriteString("On this machine the client, HAProxy, PostgreSQL and the replicas share 2 cores: a second replica brings no CPU, so these figures show the **cost** of the shared store and of the balancer, not the scaling, which needs replicas on their own machines.\n\n")
-	b.WriteString("| concurrency | relais-ha1 / relais (throughput) | relais-ha2 / relais-ha1 (throughput) |\n|---|---|---|\n")
-	for _, c := range levels {
-		fmt.Fprintf(b, "| %d | %.2f | %.2f |\n", c, res["relais-ha1"][c].throughput/res["relais"][c].throughput, res["relais-ha2"][c].throughput/res["relais-ha1"][c].throughput)
-	}
 }

@@ -1,34 +1,37 @@
-// Command relais-bench measures, in one run on one machine, the cost of
-// Relais on the critical path: the same family-quotient call, the same
-// mTLS and the same client concurrency against
+// Command relais-bench measures, in one run on one machine, what Relais
+// costs on the critical path compared with a proxy making the same hop:
+// the same family-quotient call, the same mTLS, the same Go client and
+// the same concurrency against
 //
-//	limit   a bare grpc-go server answering from memory (the physical reference)
-//	peer    the same server behind nginx as an mTLS gRPC reverse proxy (grpc_pass)
-//	relais  relaisd serve: authn, validation, authz (rate limit off), minimisation,
-//	        sandbox adapter, durable audit with group commit
-//	relais-ha1, relais-ha2
-//	        relaisd serve replicas on one PostgreSQL behind HAProxy (TCP mode,
-//	        TLS passed through): one replica, then two (ha.go)
+//	limit            a bare grpc-go server answering from memory (the physical reference)
+//	nginx            Debian's nginx as an mTLS gRPC reverse proxy (grpc_pass) in front of limit
+//	relais-remote    relaisd serve whose source is the remote adapter to the same limit
+//	                 server (configured by a sources file): one hop, like nginx
+//	relais-sandbox   relaisd serve on the in-process sandbox source (no hop)
+//	relais-postgres  relaisd serve on a throwaway PostgreSQL (registry, quotas, audit in
+//	                 the database), remote adapter to the same limit server (-postgres)
+//	relais-ha1/ha2   replicas on PostgreSQL behind HAProxy, sandbox source (-ha, off by default)
 //
-// and a second scenario where the source takes 20 ms (remote adapter).
-// It writes bench/RESULTS.md with the exact command, the machine and the
-// date. Every server is a child process it starts and stops; every loop is
-// bounded in calls and time.
+// Every target first gets idle RSS read, then a soak at concurrency 64
+// (which also warms nginx up) after which RSS is read again; then come
+// interleaved rounds: in each round, for each concurrency level, every
+// target in turn (the order rotated per round), each measurement a
+// warm-up bounded by calls and time and then a measurement of fixed
+// duration; the disk's fdatasync floor is probed in every round on the
+// audit log's filesystem; a source answering after 20 ms is called
+// directly and through relais-remote, alternately. Figures are medians
+// across rounds with their ranges. It writes bench/RESULTS.md and
+// bench/results.json; every server is a child process it starts and
+// stops.
 //
-//	go run ./bench/cmd/relais-bench -calls 3000 -out bench/RESULTS.md
+//	go run ./bench/cmd/relais-bench                 # full run, about 9 minutes
+//	go run ./bench/cmd/relais-bench -quick          # 1 round of 1 s, for development
 package main
 
 import (
-	"bufio"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,22 +39,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
-	"github.com/relais-broker/relais/broker/identity"
-	"github.com/relais-broker/relais/broker/registry"
-	"github.com/relais-broker/relais/broker/registry/boltreg"
-	"github.com/relais-broker/relais/broker/scope"
-	"github.com/relais-broker/relais/certs"
-	"github.com/relais-broker/relais/internal/keyfile"
 	"github.com/relais-broker/relais/internal/localserver"
-	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
-	familyquotientv1 "github.com/relais-broker/relais/proto/relais/familyquotient/v1"
 )
 
 func main() {
@@ -62,522 +52,334 @@ func main() {
 		}
 		return
 	}
-	calls := flag.Int("calls", 3000, "calls per target and concurrency level")
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (medians and ranges are across rounds)")
+	flag.DurationVar(&o.measure, "duration", 5*time.Second, "duration of each measurement, after its warm-up")
+	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "bound in time of each measurement's warm-up")
+	flag.IntVar(&o.warmupCalls, "warmup-calls", 3000, "bound in calls of each measurement's warm-up")
+	flag.IntVar(&o.maxCalls, "max-calls", 5_000_000, "bound in calls of each measurement (a safety: the duration ends it)")
 	levels := flag.String("levels", "1,8,64", "client concurrency levels")
-	maxTime := flag.Duration("max-time", 60*time.Second, "bound of each measurement")
-	out := flag.String("out", "bench/RESULTS.md", "results file")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of relaisd during its highest-concurrency run to this file")
-	ha := flag.Bool("ha", true, "also measure relais-ha1 and relais-ha2: replicas on PostgreSQL behind HAProxy (needs the postgresql and haproxy packages)")
+	slowLevels := flag.String("slow-levels", "1,8", "concurrency levels of the 20 ms source scenario")
+	flag.DurationVar(&o.slowMeasure, "slow-duration", 8*time.Second, "duration of each measurement of the 20 ms source scenario (longer: ~50 calls/s at c=1)")
+	flag.DurationVar(&o.soak, "soak", 30*time.Second, "load at concurrency 64 of each target before the rounds, after which RSS is read")
+	flag.IntVar(&o.fsyncSamples, "fsync-samples", 1000, "4 KiB append + fdatasync probes per round")
+	flag.BoolVar(&o.postgres, "postgres", true, "measure relais-postgres (needs Debian's postgresql server binaries, or RELAIS_PG_BINDIR)")
+	flag.BoolVar(&o.ha, "ha", false, "also measure relais-ha1 and relais-ha2: replicas on PostgreSQL behind HAProxy (needs postgresql and haproxy)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of relaisd during relais-remote's soak at c=64 to this file, and summarise it in the results")
+	flag.StringVar(&o.ghz, "ghz", "", "path of a ghz binary: also measure relais-sandbox at c=64 with ghz, next to the harness")
+	flag.BoolVar(&o.quick, "quick", false, "development mode: 1 round, 1 s measurements, 2 s soak, results in /tmp unless -out/-json are given")
+	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "Markdown results")
+	flag.StringVar(&o.json, "json", "bench/results.json", "machine-readable results")
+	flag.StringVar(&o.note, "note", "", "a sentence for the results (e.g. that the machine was shared)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (logs, data) instead of removing it")
 	flag.Parse()
-	if err := run(*calls, *levels, *maxTime, *out, *profile, *ha); err != nil {
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		for name, apply := range map[string]func(){
+			"rounds": func() { o.rounds = 1 }, "duration": func() { o.measure = time.Second }, "slow-duration": func() { o.slowMeasure = time.Second }, "warmup": func() { o.warmup = 200 * time.Millisecond },
+			"soak": func() { o.soak = 2 * time.Second }, "fsync-samples": func() { o.fsyncSamples = 200 },
+			"out": func() { o.out = filepath.Join(os.TempDir(), "relais-bench-quick.md") }, "json": func() { o.json = filepath.Join(os.TempDir(), "relais-bench-quick.json") },
+		} {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	var err error
+	if o.levels, err = parseLevels(*levels); err == nil {
+		o.slowLevels, err = parseLevels(*slowLevels)
+	}
+	if err == nil && (o.rounds < 1 || o.measure <= 0 || o.slowMeasure <= 0 || o.soak <= 0) {
+		err = errors.New("-rounds, -duration, -slow-duration and -soak must be positive")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relais-bench:", err)
+		os.Exit(2)
+	}
+	o.command = strings.TrimSpace("go run ./bench/cmd/relais-bench " + strings.Join(os.Args[1:], " "))
+	if err := runBench(o); err != nil {
 		fmt.Fprintln(os.Stderr, "relais-bench:", err)
 		os.Exit(1)
 	}
 }
 
-type env struct {
-	dir      string
-	ca       *certs.DevCA
-	caFile   string
-	client   tls.Certificate
-	roots    *x509.CertPool
-	procs    []*exec.Cmd
-	relaisd  string
-	selfPath string
-	profile  string
-	opsAddr  map[*exec.Cmd]string
-	// cleanups run at stop, after every process exited.
-	cleanups []func()
+// options are the flags.
+type options struct {
+	rounds, warmupCalls, maxCalls, fsyncSamples int
+	measure, slowMeasure, warmup, soak          time.Duration
+	levels, slowLevels                          []int
+	postgres, ha, quick, keep                   bool
+	profile, ghz, out, json, note, command      string
 }
 
-func run(calls int, levelList string, maxTime time.Duration, outFile, profile string, ha bool) error {
-	var levels []int
-	for _, s := range strings.Split(levelList, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
+func parseLevels(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return fmt.Errorf("-levels %q", levelList)
+			return nil, fmt.Errorf("concurrency levels %q: want positive integers separated by commas", s)
 		}
-		levels = append(levels, n)
+		out = append(out, n)
 	}
-	e, err := setup()
+	return out, nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func runBench(o options) (err error) {
+	d := &runData{Command: o.command, Started: time.Now(), Machine: thisMachine(), LoadStart: loadAverage(), Note: o.note, Quick: o.quick,
+		Rounds: o.rounds, Measure: o.measure, SlowMeasure: o.slowMeasure, Warmup: o.warmup, WarmupCalls: o.warmupCalls, Soak: o.soak, Levels: o.levels, SlowLevels: o.slowLevels,
+		Counted: map[string]string{}, RSS: map[string]rssPair{}}
+	e, err := setup(o.keep)
+	if e != nil {
+		defer e.stop()
+	}
 	if err != nil {
 		return err
 	}
-	defer e.stop()
-	limitAddr, limitProc, err := e.startLimit(0)
+	logf("relaisd built; starting the targets")
+	limitAddr, limitProc, err := e.startLimit("limit", 0)
 	if err != nil {
 		return err
 	}
-	peerAddr, peerProcs, err := e.startNginx(limitAddr)
+	nginxAddr, nginxProc, err := e.startNginx(limitAddr)
 	if err != nil {
 		return err
 	}
-	relaisAddr, relaisProc, err := e.startRelais("")
+	remote, err := e.startRelais("relais-remote", e.remoteSources(limitAddr))
 	if err != nil {
 		return err
 	}
-	e.profile = profile
+	sandbox, err := e.startRelais("relais-sandbox", sandboxSources)
+	if err != nil {
+		return err
+	}
+	own := func(p ...*exec.Cmd) map[string][]*exec.Cmd { return map[string][]*exec.Cmd{roleOwn: p} }
 	targets := []target{
-		{"limit", limitAddr, []*exec.Cmd{limitProc}},
-		{"peer", peerAddr, append(peerProcs, limitProc)},
-		{"relais", relaisAddr, []*exec.Cmd{relaisProc}},
+		{"limit", limitAddr, own(limitProc)},
+		{"nginx", nginxAddr, map[string][]*exec.Cmd{roleOwn: {nginxProc}, roleUpstream: {limitProc}}},
+		{"relais-remote", remote.data, map[string][]*exec.Cmd{roleOwn: {remote.cmd}, roleUpstream: {limitProc}}},
+		{"relais-sandbox", sandbox.data, own(sandbox.cmd)},
 	}
-	if ha {
-		haTargets, err := e.startHA(2, []int{1, 2})
+	d.Counted["limit"] = "own: the limit server"
+	d.Counted["nginx"] = "own: nginx (master and workers); upstream: the limit server"
+	d.Counted["relais-remote"] = "own: relaisd only; upstream: the limit server"
+	d.Counted["relais-sandbox"] = "own: relaisd (the sandbox runs inside it)"
+	if o.postgres {
+		t, err := e.startRelaisPostgres(limitAddr, limitProc)
+		if err != nil {
+			return fmt.Errorf("relais-postgres (-postgres=false to skip it): %w", err)
+		}
+		targets = append(targets, t)
+		d.Counted["relais-postgres"] = "own: relaisd only; upstream: the limit server; store: PostgreSQL (postmaster and backends)"
+	}
+	if o.ha {
+		ts, err := e.startHA(2, []int{1, 2})
 		if err != nil {
 			return fmt.Errorf("relais-ha targets (-ha=false to skip them): %w", err)
 		}
-		targets = append(targets, haTargets...)
+		targets = append(targets, ts...)
+		d.Counted["relais-ha1"] = "own: the replica and HAProxy; store: PostgreSQL"
+		d.Counted["relais-ha2"] = "own: both replicas and HAProxy; store: PostgreSQL"
 	}
-	results := map[string]map[int]result{}
+	slowAddr, slowProc, err := e.startLimit("limit-20ms", 20*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	via, err := e.startRelais("relais-20ms", e.remoteSources(slowAddr))
+	if err != nil {
+		return err
+	}
+	slowTargets := []target{
+		{slowDirect, slowAddr, own(slowProc)},
+		{slowVia, via.data, map[string][]*exec.Cmd{roleOwn: {via.cmd}, roleUpstream: {slowProc}}},
+	}
 	for _, t := range targets {
-		results[t.name] = map[int]result{}
-		for _, c := range levels {
-			if t.name == "relais" && c == levels[len(levels)-1] && profile != "" {
-				go e.captureProfile(relaisProc, profile)
-			}
-			r, err := e.measure(t, c, calls, maxTime)
-			if err != nil {
-				return fmt.Errorf("%s at concurrency %d: %w", t.name, c, err)
-			}
-			results[t.name][c] = r
-			fmt.Fprintf(os.Stderr, "%-10s c=%-3d %8.0f calls/s  p50 %-9s p99 %-9s cpu/call %s\n", t.name, c, r.throughput, r.p50, r.p99, r.cpuPerCall)
-		}
+		d.Targets = append(d.Targets, t.name)
+		d.RSS[t.name] = rssPair{Idle: rssOf(t.procs[roleOwn])}
 	}
-	// Scenario 2: a source that takes 20 ms, called directly and through relais.
-	slowAddr, _, err := e.startLimit(20 * time.Millisecond)
-	if err != nil {
-		return err
+	ph := phase{warmup: o.warmup, warmupCalls: o.warmupCalls, duration: o.measure, maxCalls: o.maxCalls}
+	fail := func(what string, err error) {
+		msg := fmt.Sprintf("%s: %v", what, err)
+		d.Failures = append(d.Failures, msg)
+		logf("FAILED %s", msg)
 	}
-	viaAddr, viaProc, err := e.startRelais(slowAddr)
-	if err != nil {
-		return err
-	}
-	direct, err := e.measure(target{"direct-20ms", slowAddr, nil}, 8, min(calls, 1000), maxTime)
-	if err != nil {
-		return err
-	}
-	via, err := e.measure(target{"relais-20ms", viaAddr, []*exec.Cmd{viaProc}}, 8, min(calls, 1000), maxTime)
-	if err != nil {
-		return err
-	}
-	return writeResults(outFile, calls, levels, targets, results, direct, via)
-}
 
-// setup makes a dev CA, the certificates and builds relaisd.
-func setup() (*env, error) {
-	dir, err := os.MkdirTemp("", "relais-bench")
-	if err != nil {
-		return nil, err
-	}
-	e := &env{dir: dir}
-	if e.ca, err = certs.OpenDevCA(filepath.Join(dir, "ca"), nil); err != nil {
-		return nil, err
-	}
-	e.caFile = filepath.Join(dir, "ca", "ca.pem")
-	ctx := context.Background()
-	srv, err := e.ca.IssueServer(ctx, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	if err := certs.WriteCredential(filepath.Join(dir, "server"), srv, nil); err != nil {
-		return nil, err
-	}
-	for _, id := range []struct {
-		kind identity.Kind
-		name string
-	}{{identity.KindConsumer, "21990000100005"}, {identity.KindOperator, "proxy"}} {
-		c, err := e.ca.IssueClient(ctx, certs.ClientRequest{Kind: id.kind, ID: id.name, TTL: 24 * time.Hour})
+	// Soak: concurrency 64 for o.soak per target (nginx's warm-up too),
+	// then RSS; the profile is taken during relais-remote's.
+	for _, t := range targets {
+		soak := ph
+		soak.duration = o.soak
+		var profDone chan error
+		if t.name == "relais-remote" && o.profile != "" {
+			secs := max(1, int((o.soak - 2*time.Second).Seconds()))
+			soak.onStart = func() {
+				profDone = make(chan error, 1)
+				go func() { profDone <- captureProfile(remote.ops, secs, o.profile) }()
+			}
+			d.Profile = &profileSummary{Target: t.name, Level: 64, Seconds: secs}
+		}
+		s, err := e.measure(t, 64, soak)
+		if profDone != nil {
+			if perr := <-profDone; perr != nil {
+				fail("cpu profile", perr)
+				d.Profile = nil
+			}
+		}
 		if err != nil {
-			return nil, err
+			fail(fmt.Sprintf("soak of %s", t.name), err)
+			continue
 		}
-		if err := certs.WriteCredential(filepath.Join(dir, id.name), c, nil); err != nil {
-			return nil, err
-		}
+		d.Soaks = append(d.Soaks, s)
+		p := d.RSS[t.name]
+		p.After = rssOf(t.procs[roleOwn])
+		d.RSS[t.name] = p
+		logf("soak %-15s c=64 %8.0f calls/s  RSS %.0f → %.0f MiB", t.name, s.throughput(), p.Idle, p.After)
 	}
-	if e.client, err = tls.LoadX509KeyPair(filepath.Join(dir, "21990000100005", "cert.pem"), filepath.Join(dir, "21990000100005", "key.pem")); err != nil {
-		return nil, err
-	}
-	caPEM, _ := os.ReadFile(e.caFile)
-	e.roots = x509.NewCertPool()
-	e.roots.AppendCertsFromPEM(caPEM)
-	e.relaisd = filepath.Join(dir, "relaisd")
-	if out, err := exec.Command("go", "build", "-o", e.relaisd, "./cmd/relaisd").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build relaisd: %v\n%s", err, out)
-	}
-	e.selfPath, err = os.Executable()
-	return e, err
-}
 
-// start runs a child process and returns the first line it prints.
-func (e *env) start(name string, args ...string) (*exec.Cmd, string, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stderr, _ = os.Create(filepath.Join(e.dir, filepath.Base(name)+strconv.Itoa(len(e.procs))+".log"))
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	e.procs = append(e.procs, cmd)
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
+	for r := 1; r <= o.rounds; r++ {
+		if fs, err := fsyncProbe(remote.dataDir, o.fsyncSamples); err != nil {
+			fail("fsync probe", err)
+		} else {
+			d.Fsync = append(d.Fsync, fs...)
+			d.FsyncDir = remote.dataDir
 		}
-		close(lines)
-		for sc.Scan() {
-		}
-	}()
-	select {
-	case l, ok := <-lines:
-		if !ok {
-			return nil, "", fmt.Errorf("%s exited before it was ready", name)
-		}
-		return cmd, l, nil
-	case <-time.After(30 * time.Second):
-		return nil, "", fmt.Errorf("%s not ready after 30 s", name)
-	}
-}
-
-func (e *env) startLimit(delay time.Duration) (string, *exec.Cmd, error) {
-	cmd, addr, err := e.start(e.selfPath, "limit-server", "--cert", filepath.Join(e.dir, "server", "cert.pem"), "--key", filepath.Join(e.dir, "server", "key.pem"),
-		"--ca", e.caFile, "--delay", delay.String())
-	return addr, cmd, err
-}
-
-// startNginx runs Debian's nginx as an mTLS gRPC reverse proxy in front
-// of the limit server.
-func (e *env) startNginx(upstream string) (string, []*exec.Cmd, error) {
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		return "", nil, errors.New("nginx is not installed (apt-get install nginx-light)")
-	}
-	port, err := localserver.FreePort()
-	if err != nil {
-		return "", nil, err
-	}
-	prefix := filepath.Join(e.dir, "nginx")
-	_ = os.MkdirAll(filepath.Join(prefix, "logs"), 0o700)
-	conf := fmt.Sprintf(`worker_processes %d;
-pid %[2]s/nginx.pid;
-error_log %[2]s/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/body; proxy_temp_path %[2]s/proxy; fastcgi_temp_path %[2]s/fcgi; uwsgi_temp_path %[2]s/uwsgi; scgi_temp_path %[2]s/scgi;
-  upstream limit { server %[3]s; keepalive 64; }
-  server {
-    listen 127.0.0.1:%[4]d ssl http2;
-    ssl_certificate %[5]s/server/cert.pem;
-    ssl_certificate_key %[5]s/server/key.pem;
-    ssl_client_certificate %[6]s;
-    ssl_verify_client on;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      grpc_pass grpcs://limit;
-      grpc_ssl_certificate %[5]s/proxy/cert.pem;
-      grpc_ssl_certificate_key %[5]s/proxy/key.pem;
-      grpc_ssl_trusted_certificate %[6]s;
-      grpc_ssl_verify on;
-      grpc_ssl_name localhost;
-      grpc_ssl_session_reuse on;
-    }
-  }
-}
-`, runtime.NumCPU(), prefix, upstream, port, e.dir, e.caFile)
-	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o600); err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command(bin, "-p", prefix, "-c", filepath.Join(prefix, "nginx.conf"), "-g", "daemon off;")
-	cmd.Stderr, _ = os.Create(filepath.Join(prefix, "logs", "stderr.log"))
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	e.procs = append(e.procs, cmd)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, []*exec.Cmd{cmd}, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "", nil, errors.New("nginx did not start (see its error log)")
-}
-
-// startRelais runs `relaisd serve` on the sandbox (or, with upstream, a
-// remote source) with a registry granting the bench consumer everything
-// without rate limit, and a durable audit log.
-func (e *env) startRelais(upstream string) (string, *exec.Cmd, error) {
-	d := filepath.Join(e.dir, "relais"+strconv.Itoa(len(e.procs)))
-	_ = os.MkdirAll(d, 0o700)
-	if err := keyfile.CreateSigningKey(filepath.Join(d, "audit.key"), filepath.Join(d, "audit.pub")); err != nil {
-		return "", nil, err
-	}
-	if err := keyfile.CreatePseudonymKey(filepath.Join(d, "pseudonym.key")); err != nil {
-		return "", nil, err
-	}
-	reg, err := boltreg.Open(filepath.Join(d, "registry.db"), boltreg.Options{})
-	if err != nil {
-		return "", nil, err
-	}
-	ctx := context.Background()
-	_, _ = reg.AddConsumer(ctx, registry.Consumer{SIRET: "21990000100005", Name: "Bench"})
-	_, err = reg.AddGrant(ctx, registry.Grant{Consumer: "21990000100005", Service: "relais.familyquotient.v1.FamilyQuotientService",
-		Scopes:    scope.Of("family_quotient.value", "family_quotient.beneficiaries", "family_quotient.children", "family_quotient.address"),
-		Purposes:  []registry.Purpose{{Code: "tarification_sociale", Label: "Bench", LegalBasis: "bench"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)})
-	reg.Close()
-	if err != nil {
-		return "", nil, err
-	}
-	src := "sources:\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: sandbox, kind: sandbox, max_concurrent: 1024}\n"
-	if upstream != "" {
-		src = fmt.Sprintf("sources:\n  - {service: relais.familyquotient.v1.FamilyQuotientService, id: slow, kind: remote, addr: '%s', server_name: localhost, ca_file: '%s', cert_file: '%s', key_file: '%s', max_concurrent: 1024}\n",
-			upstream, e.caFile, filepath.Join(e.dir, "proxy", "cert.pem"), filepath.Join(e.dir, "proxy", "key.pem"))
-	}
-	_ = os.WriteFile(filepath.Join(d, "sources.yaml"), []byte(src), 0o600)
-	conf := fmt.Sprintf(`data_dir: %[1]s
-listen: {data: "127.0.0.1:0", admin: "127.0.0.1:0", ops: "127.0.0.1:0", http: "127.0.0.1:0"}
-tls: {server_names: [localhost], server_ips: [127.0.0.1], dev_ca_dir: %[2]s}
-audit: {signing_key_file: %[1]s/audit.key, pseudonym_key_file: %[1]s/pseudonym.key}
-sources_file: %[1]s/sources.yaml
-limits: {allow_duplicate_calls: true}   # the load repeats one subject
-`, d, filepath.Join(e.dir, "ca"))
-	_ = os.WriteFile(filepath.Join(d, "relaisd.yaml"), []byte(conf), 0o600)
-	_ = os.Setenv("RELAIS_PPROF", "1")
-	cmd, banner, err := e.start(e.relaisd, "serve", "--config", filepath.Join(d, "relaisd.yaml"))
-	if err != nil {
-		return "", nil, err
-	}
-	f := strings.Fields(banner) // relaisd: data API on ADDR, …, operations on http://ADDR, …
-	for _, w := range f {
-		if strings.HasPrefix(w, "http://") {
-			if e.opsAddr == nil {
-				e.opsAddr = map[*exec.Cmd]string{}
-			}
-			e.opsAddr[cmd] = strings.TrimSuffix(strings.TrimPrefix(w, "http://"), ",")
-		}
-	}
-	for i, w := range f {
-		if w == "on" && i > 0 && f[i-1] == "API" {
-			return strings.TrimSuffix(f[i+1], ","), cmd, nil
-		}
-	}
-	return "", nil, fmt.Errorf("relaisd banner: %q", banner)
-}
-
-func (e *env) stop() {
-	for _, p := range e.procs {
-		_ = p.Process.Signal(os.Interrupt)
-	}
-	for _, p := range e.procs {
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
-	}
-	for _, f := range e.cleanups {
-		f()
-	}
-	_ = os.RemoveAll(e.dir)
-}
-
-type target struct {
-	name  string
-	addr  string
-	procs []*exec.Cmd // server-side processes whose CPU is counted
-}
-
-type result struct {
-	calls, errors int
-	throughput    float64
-	p50, p90, p99 time.Duration
-	cpuPerCall    time.Duration
-	rssMiB        float64
-}
-
-// measure makes calls at concurrency c (bounded by maxTime) over
-// min(c, 8) connections and reads the servers' CPU and RSS from /proc.
-func (e *env) measure(t target, c, calls int, maxTime time.Duration) (result, error) {
-	nconn := min(c, 8)
-	var clients []familyquotientv1.FamilyQuotientServiceClient
-	for i := 0; i < nconn; i++ {
-		conn, err := grpc.NewClient(t.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-			Certificates: []tls.Certificate{e.client}, RootCAs: e.roots, ServerName: "localhost", MinVersion: tls.VersionTLS12})))
-		if err != nil {
-			return result{}, err
-		}
-		defer conn.Close()
-		clients = append(clients, familyquotientv1.NewFamilyQuotientServiceClient(conn))
-	}
-	req := &familyquotientv1.GetFamilyQuotientRequest{
-		AccessContext: &commonv1.AccessContext{Recipient: "21990000100005", Purpose: "tarification_sociale", CaseReference: "BENCH"},
-		Subject: &commonv1.SubjectIdentity{BirthName: "DUPONT", GivenNames: []string{"Zoé"}, Sex: commonv1.Sex_SEX_FEMALE, BirthDate: "1984-03-12",
-			BirthPlaceCog: "75056", BirthCountryCog: "99100"},
-	}
-	for _, cl := range clients { // warm up every connection
-		if _, err := cl.GetFamilyQuotient(context.Background(), req); err != nil {
-			return result{}, fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	cpu0 := cpuOf(t.procs)
-	var next, errs atomic.Int64
-	lat := make([][]time.Duration, c)
-	deadline := time.Now().Add(maxTime)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < c; w++ {
-		wg.Go(func() {
-			cl := clients[w%nconn]
-			for next.Add(1) <= int64(calls) && time.Now().Before(deadline) {
-				s := time.Now()
-				if _, err := cl.GetFamilyQuotient(context.Background(), req); err != nil {
-					errs.Add(1)
+		for _, c := range o.levels {
+			for _, t := range rotate(targets, r-1) {
+				s, err := e.measure(t, c, ph)
+				if err != nil {
+					fail(fmt.Sprintf("round %d, %s at c=%d", r, t.name, c), err)
 					continue
 				}
-				lat[w] = append(lat[w], time.Since(s))
+				s.Round = r
+				d.Samples = append(d.Samples, s)
+				own, _ := s.cpuPerCallUS(roleOwn)
+				logf("round %d %-15s c=%-3d %8.0f calls/s  p50 %6.2f ms  p99 %6.2f ms  own CPU %4.0f µs/call  errors %d", r, t.name, c, s.throughput(), msf(s.P50), msf(s.P99), own, s.Errors)
 			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	if len(all) == 0 {
-		return result{}, fmt.Errorf("no successful call (%d errors)", errs.Load())
-	}
-	slices.Sort(all)
-	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-	r := result{calls: len(all), errors: int(errs.Load()), throughput: float64(len(all)) / elapsed.Seconds(), p50: q(.5), p90: q(.9), p99: q(.99)}
-	if len(t.procs) > 0 {
-		r.cpuPerCall = (cpuOf(t.procs) - cpu0) / time.Duration(len(all))
-		r.rssMiB = rssOf(t.procs[0])
-	}
-	return r, nil
-}
-
-// cpuOf sums user+system time of the processes and their children
-// threads, from /proc/PID/stat (clock ticks of 10 ms).
-func cpuOf(procs []*exec.Cmd) time.Duration {
-	var total time.Duration
-	for _, p := range procs {
-		for _, pid := range append([]int{p.Process.Pid}, childPIDs(p.Process.Pid)...) {
-			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil {
-				continue
-			}
-			s := string(raw)
-			fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-			if len(fields) > 12 {
-				u, _ := strconv.ParseInt(fields[11], 10, 64)
-				k, _ := strconv.ParseInt(fields[12], 10, 64)
-				total += time.Duration(u+k) * 10 * time.Millisecond
+		}
+		slow := ph
+		slow.duration = o.slowMeasure
+		for _, c := range o.slowLevels {
+			for _, t := range rotate(slowTargets, r-1) {
+				s, err := e.measure(t, c, slow)
+				if err != nil {
+					fail(fmt.Sprintf("round %d, 20 ms source %s at c=%d", r, t.name, c), err)
+					continue
+				}
+				s.Round = r
+				d.Slow = append(d.Slow, s)
+				logf("round %d 20ms/%-13s c=%-3d p50 %6.2f ms  p99 %6.2f ms", r, t.name, c, msf(s.P50), msf(s.P99))
 			}
 		}
 	}
-	return total
-}
 
-// childPIDs lists the direct children (nginx workers).
-func childPIDs(pid int) []int {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, f := range strings.Fields(string(raw)) {
-		if n, err := strconv.Atoi(f); err == nil {
-			out = append(out, n)
+	if o.ghz != "" {
+		t := targets[slices.IndexFunc(targets, func(t target) bool { return t.name == "relais-sandbox" })]
+		if h, err := e.measure(t, 64, ph); err != nil {
+			fail("harness next to ghz", err)
+		} else if g, err := e.runGHZ(o.ghz, t, 64, o.measure); err != nil {
+			fail("ghz", err)
+		} else {
+			g.Harness = h
+			d.GHZ = g
+			if v := ghzVersion(o.ghz); v != "" {
+				d.Machine.Software["ghz"] = v
+			}
+			logf("ghz %s c=64 %.0f calls/s (harness just before: %.0f)", t.name, g.RPS, h.throughput())
 		}
 	}
-	return out
-}
-
-func rssOf(p *exec.Cmd) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
+	if d.Profile != nil {
+		ps, err := summariseProfile(o.profile)
+		if err != nil {
+			fail("profile summary", err)
+			d.Profile = nil
+		} else {
+			ps.Target, ps.Level, ps.Seconds = d.Profile.Target, d.Profile.Level, d.Profile.Seconds
+			d.Profile = ps
 		}
 	}
-	return 0
+	d.Finished, d.LoadEnd = time.Now(), loadAverage()
+	rep := buildReport(d)
+	raw, err := marshalReport(rep)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.json, raw, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.out, []byte(writeMarkdown(d, rep)), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s and %s (%s)", o.out, o.json, time.Since(d.Started).Round(time.Second))
+	if len(d.Failures) > 0 {
+		return fmt.Errorf("%d measurement(s) failed, see the results", len(d.Failures))
+	}
+	return nil
 }
 
-func writeResults(path string, calls int, levels []int, targets []target, res map[string]map[int]result, direct, via result) error {
-	var b strings.Builder
-	host, _ := os.Hostname()
-	_ = host
-	fmt.Fprintf(&b, "# Relais performance\n\n")
-	fmt.Fprintf(&b, "One complete run of `go run ./bench/cmd/relais-bench -calls %d -levels %s` on %s, %d cores (%s), %s.\n\n",
-		calls, joinInts(levels), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	b.WriteString("All targets answer the same family-quotient call over the same mTLS (ECDSA P-256, TLS 1.3, X25519MLKEM768 preferred) to the same Go client (min(c, 8) HTTP/2 connections), on loopback, with the client in the same 2-core machine: the figures compare the targets with each other, not with other hardware. CPU per call is the servers' user+system time from /proc (nginx workers plus the limit server for `peer`); RSS is the server process after the run.\n\n")
-	b.WriteString("| target | concurrency | calls | errors | calls/s | p50 | p90 | p99 | CPU/call | RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, t := range targets {
-		for _, c := range levels {
-			r := res[t.name][c]
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %s | %s | %s | %s | %.0f |\n", t.name, c, r.calls, r.errors, r.throughput, ms(r.p50), ms(r.p90), ms(r.p99), us(r.cpuPerCall), r.rssMiB)
+// rotate is ts started at index k (mod len): each round starts with
+// another target.
+func rotate[T any](ts []T, k int) []T {
+	k %= len(ts)
+	return append(append([]T{}, ts[k:]...), ts[:k]...)
+}
+
+func thisMachine() machine {
+	m := machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), CPUModel: "unknown CPU"}
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				m.CPUModel = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
 		}
 	}
-	b.WriteString("\n| concurrency | relais / limit (throughput) | relais / peer (throughput) |\n|---|---|---|\n")
-	for _, c := range levels {
-		fmt.Fprintf(&b, "| %d | %.2f | %.2f |\n", c, res["relais"][c].throughput/res["limit"][c].throughput, res["relais"][c].throughput/res["peer"][c].throughput)
+	if raw, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(raw))
 	}
-	if _, ok := res["relais-ha1"]; ok {
-		writeHA(&b, levels, res)
-	}
-	fmt.Fprintf(&b, "\n## A source that takes 20 ms\n\nThe limit server answering after 20 ms, called directly and through relais (remote adapter over mTLS), concurrency 8:\n\n")
-	b.WriteString("| path | calls | p50 | p99 |\n|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| direct | %d | %s | %s |\n| through relais | %d | %s | %s |\n", direct.calls, ms(direct.p50), ms(direct.p99), via.calls, ms(via.p50), ms(via.p99))
-	fmt.Fprintf(&b, "\nAdded by the broker: **p50 %s, p99 %s**.\n", ms(via.p50-direct.p50), ms(via.p99-direct.p99))
-	return os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
-
-func joinInts(v []int) string {
-	s := make([]string, len(v))
-	for i, n := range v {
-		s[i] = strconv.Itoa(n)
-	}
-	return strings.Join(s, ",")
-}
-
-func cpuModel() string {
-	raw, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			return strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.MemMiB = round3(kb / 1024)
+			}
 		}
 	}
-	return "unknown CPU"
+	m.Software = map[string]string{"go": strings.TrimPrefix(runtime.Version(), "go")}
+	if out, err := exec.Command("nginx", "-v").CombinedOutput(); err == nil {
+		m.Software["nginx"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: nginx/")
+	}
+	if bin := localserver.PostgresBinDir(); bin != "" {
+		if out, err := exec.Command(filepath.Join(bin, "postgres"), "--version").Output(); err == nil {
+			m.Software["postgres"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "postgres (PostgreSQL) ")
+		}
+	}
+	return m
 }
 
-// captureProfile fetches a 5 s CPU profile of a relaisd process.
-func (e *env) captureProfile(p *exec.Cmd, path string) {
-	time.Sleep(200 * time.Millisecond)
-	resp, err := http.Get("http://" + e.opsAddr[p] + "/debug/pprof/profile?seconds=5")
+// ghzVersion is the module version ghz was built from.
+func ghzVersion(bin string) string {
+	out, err := exec.Command("go", "version", "-m", bin).Output()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "profile:", err)
-		return
+		return ""
 	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/bojand/ghz" {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return
+		return ""
 	}
-	defer f.Close()
-	_, _ = io.Copy(f, resp.Body)
+	f := strings.Fields(string(raw))
+	return strings.Join(f[:min(3, len(f))], " ")
 }

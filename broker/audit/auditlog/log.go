@@ -74,10 +74,14 @@ type Log struct {
 type errBox struct{ err error }
 
 type pending struct {
-	rec        *audit.Record
+	rec        audit.Record
 	checkpoint bool
 	err        chan error
 }
+
+// pendings recycles the appends' pending (and its channel): once its
+// caller has read the outcome, the writer holds it no more.
+var pendings = sync.Pool{New: func() any { return &pending{err: make(chan error, 1)} }}
 
 // job is work that must not interleave with commits (retention): the
 // writer runs it between two batches, then re-reads the head.
@@ -154,7 +158,12 @@ func (l *Log) Head() seal.Head {
 // Append implements audit.Recorder: it returns once r is durable, in the
 // chain, after the previous records.
 func (l *Log) Append(ctx context.Context, r audit.Record) error {
-	return l.submit(ctx, &pending{rec: &r, err: make(chan error, 1)})
+	p := pendings.Get().(*pending)
+	p.rec, p.checkpoint = r, false
+	err := l.submit(ctx, p)
+	p.rec = audit.Record{} // hold no record in the pool
+	pendings.Put(p)
+	return err
 }
 
 // Checkpoint writes a signed checkpoint of the current head now (nothing
@@ -212,8 +221,10 @@ func (l *Log) writer() {
 	defer ticker.Stop()
 	stale := false // the last commit failed: its outcome is unknown
 	lastCPTime := l.opts.Clock()
+	var batch []*pending // reused: its pendings are answered before the next round
 	for {
-		var batch []*pending
+		clear(batch)
+		batch = batch[:0]
 		select {
 		case j := <-l.jobs:
 			ctx, cancel := context.WithTimeout(context.Background(), l.opts.CommitTimeout)
@@ -304,7 +315,7 @@ func (l *Log) finish(batch []*pending, err error, results map[*pending]error) {
 func (l *Log) build(ctx context.Context, batch []*pending, lastCPTime *time.Time) (seal.Head, []seal.Sealed, []seal.Checkpoint, map[*pending]error, error) {
 	head := l.Head()
 	var (
-		recs    []seal.Sealed
+		recs    = make([]seal.Sealed, 0, len(batch))
 		cps     []seal.Checkpoint
 		results map[*pending]error
 		signErr error
@@ -340,7 +351,7 @@ func (l *Log) build(ctx context.Context, batch []*pending, lastCPTime *time.Time
 			}
 			continue
 		}
-		s, _, hash, err := seal.Seal(l.opts.Chain, head.Seq+1, head.Hash, *p.rec)
+		s, _, hash, err := seal.Seal(l.opts.Chain, head.Seq+1, head.Hash, p.rec)
 		if err != nil {
 			setResult(p, fmt.Errorf("audit: %w", err))
 			continue

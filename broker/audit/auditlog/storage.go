@@ -84,28 +84,31 @@ func Follow(h seal.Head, recs []seal.Sealed, cps []seal.Checkpoint) (seal.Head, 
 		h = seal.Head{Seq: c.Seq, Hash: hash, LastCheckpoint: c.Seq}
 	}
 	start := h
-	hashes := make(map[uint64]string, len(recs))
 	for _, r := range recs {
 		if r.Seq != h.Seq+1 {
 			return start, fmt.Errorf("audit: record %d does not follow the head at seq %d", r.Seq, h.Seq)
 		}
-		if r.Prev != seal.Hex(h.Hash) {
+		if !seal.IsHex(r.Prev, h.Hash) {
 			return start, fmt.Errorf("audit: record %d does not follow the head hash", r.Seq)
 		}
 		hash, err := seal.ParseHash(r.Hash)
-		if err != nil || len(r.Raw) == 0 {
+		if err != nil || len(r.Raw) == 0 || !seal.IsHex(r.Hash, hash) {
 			return start, fmt.Errorf("audit: record %d is not sealed", r.Seq)
 		}
 		h.Seq, h.Hash = r.Seq, hash
-		hashes[r.Seq] = r.Hash
 	}
 	for _, c := range cps {
 		if c.Boundary {
 			continue
 		}
-		want, ok := hashes[c.Seq]
+		// The records are contiguous from start.Seq+1: record seq is at
+		// index seq-start.Seq-1.
+		var want string
+		ok := false
 		if c.Seq == start.Seq && c.Seq != 0 {
 			want, ok = seal.Hex(start.Hash), true
+		} else if c.Seq > start.Seq && c.Seq <= h.Seq {
+			want, ok = recs[c.Seq-start.Seq-1].Hash, true
 		}
 		if !ok || c.Head != want {
 			return start, fmt.Errorf("audit: checkpoint at seq %d does not match the chain", c.Seq)

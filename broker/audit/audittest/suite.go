@@ -1,6 +1,7 @@
 package audittest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"reflect"
@@ -53,6 +54,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) auditlog.Storage, opts ...O
 		{"HeadAfterReopen", s.headAfterReopen},
 		{"QueryFiltersAndLimit", s.queryFilters},
 		{"QueryDefaultLimit", s.queryDefaultLimit},
+		{"QueryDeferredOnly", s.queryDeferred},
 		{"SubjectIndex", s.subjectIndex},
 		{"ExportStopsAtCallbackError", s.exportStops},
 		{"ExportIsOneSnapshot", s.exportSnapshot},
@@ -289,6 +291,54 @@ func (s *suite) queryFilters(t *testing.T) {
 			if f.Match(r) && len(want) < limit {
 				want = append(want, r)
 			}
+		}
+		if got := query(t, st, f); !slices.Equal(requestIDs(got), requestIDs(want)) {
+			t.Errorf("filter %+v: got %v, want %v", f, requestIDs(got), requestIDs(want))
+		}
+	}
+}
+
+// queryDeferred: DeferredOnly keeps exactly the records with a disclosure
+// date, with the other filters and the limit, and the deferral fields
+// come back as written.
+func (s *suite) queryDeferred(t *testing.T) {
+	st := s.open(t)
+	all := Records(1, 30)
+	var deferred []string
+	for i := range all {
+		if i%3 == 1 {
+			all[i].SubjectOrigin = audit.OriginCitizenLogin
+			all[i].DiscloseAfter = all[i].Time.Add(365 * 24 * time.Hour)
+			all[i].DisclosureReference = "Code de la sécurité sociale, art. L114-9"
+			deferred = append(deferred, all[i].RequestID)
+		}
+	}
+	Seed(t, st, s.signer, s.cfg.chain, all, 0)
+	got := query(t, st, audit.Filter{DeferredOnly: true})
+	if !slices.Equal(requestIDs(got), deferred) || len(deferred) != 10 {
+		t.Fatalf("deferred only: got %v, want %v", requestIDs(got), deferred)
+	}
+	for i, r := range got {
+		want := all[3*i+1]
+		if !r.DiscloseAfter.Equal(want.DiscloseAfter) || r.DisclosureReference != want.DisclosureReference || r.SubjectOrigin != want.SubjectOrigin {
+			t.Fatalf("record %s: deferral read back as %v %q %q, want %v %q %q", r.RequestID, r.DiscloseAfter, r.DisclosureReference, r.SubjectOrigin,
+				want.DiscloseAfter, want.DisclosureReference, want.SubjectOrigin)
+		}
+	}
+	for _, f := range []audit.Filter{
+		{DeferredOnly: true, Consumer: "21750001600019"},
+		{DeferredOnly: true, Code: "OK", Limit: 4},
+		{DeferredOnly: true, From: T0.Add(10 * time.Minute), To: T0.Add(20 * time.Minute)},
+	} {
+		var want []audit.Record
+		limit := cmp.Or(f.Limit, audit.DefaultLimit)
+		for _, r := range all {
+			if f.Match(r) && len(want) < limit {
+				want = append(want, r)
+			}
+		}
+		if len(want) == 0 {
+			t.Fatalf("filter %+v matches nothing: the case cannot fail", f)
 		}
 		if got := query(t, st, f); !slices.Equal(requestIDs(got), requestIDs(want)) {
 			t.Errorf("filter %+v: got %v, want %v", f, requestIDs(got), requestIDs(want))

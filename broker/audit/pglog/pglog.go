@@ -30,6 +30,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/relais-broker/relais/broker/audit"
@@ -250,6 +251,8 @@ type rows struct {
 	time                            []time.Time
 	prev, hash, stored              [][]byte
 	consumer, subject, method, code []string
+	// discloseAfter is NULL for an access disclosed at once.
+	discloseAfter []pgtype.Timestamptz
 }
 
 // prepare checks a batch before anything is sent: a refused batch changes
@@ -287,6 +290,8 @@ func (s *Storage) prepare(recs []seal.Sealed, cps []seal.Checkpoint) (rows, cpRo
 		r.subject = append(r.subject, rec.Record.Subject)
 		r.method = append(r.method, rec.Record.Method)
 		r.code = append(r.code, rec.Record.Code)
+		da := rec.Record.DiscloseAfter
+		r.discloseAfter = append(r.discloseAfter, pgtype.Timestamptz{Time: da, Valid: !da.IsZero()})
 	}
 	var cr cpRows
 	for _, c := range cps {
@@ -318,8 +323,8 @@ type cpRows struct {
 	boundary     []bool
 }
 
-const insertRecords = `INSERT INTO audit_records (chain, seq, time, prev, hash, consumer, subject, method, code, stored)
-SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])`
+const insertRecords = `INSERT INTO audit_records (chain, seq, time, prev, hash, consumer, subject, method, code, stored, disclose_after)
+SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::timestamptz[])`
 
 // insertCheckpoints keeps the checkpoint already at a seq: the head was
 // checked (relais_audit_expect_head), so a second one there says nothing
@@ -360,7 +365,7 @@ func (s *Storage) Commit(ctx context.Context, recs []seal.Sealed, cps []seal.Che
 	b.Queue("SELECT pg_advisory_xact_lock(hashtext('relais.audit.chain'), hashtext($1))", s.chain)
 	b.Queue("SELECT relais_audit_expect_head($1, $2, $3)", s.chain, int64(expSeq), expHash[:])
 	if len(recs) > 0 {
-		b.Queue(insertRecords, s.chain, r.seq, r.time, r.prev, r.hash, r.consumer, r.subject, r.method, r.code, r.stored)
+		b.Queue(insertRecords, s.chain, r.seq, r.time, r.prev, r.hash, r.consumer, r.subject, r.method, r.code, r.stored, r.discloseAfter)
 	}
 	if len(cps) > 0 {
 		b.Queue(insertCheckpoints, s.chain, cr.seq, cr.time, cr.head, cr.boundary, cr.stored)
@@ -445,6 +450,23 @@ func (s *Storage) Query(ctx context.Context, f audit.Filter) ([]audit.Record, er
 	if f.Limit <= 0 {
 		f.Limit = audit.DefaultLimit
 	}
+	q, args := s.querySQL(f)
+	for limit := f.Limit; ; limit *= 2 {
+		out, n, err := s.collect(ctx, q, append(args, limit), f)
+		if err != nil || n < limit || len(out) >= f.Limit {
+			if len(out) > f.Limit {
+				out = out[:f.Limit]
+			}
+			return out, err
+		}
+		// Some rows fell in the microsecond of a bound but not its
+		// nanoseconds: ask for more.
+	}
+}
+
+// querySQL is Query's statement for f and its arguments, the limit last
+// (not included).
+func (s *Storage) querySQL(f audit.Filter) (string, []any) {
 	where := []string{"true"}
 	var args []any
 	add := func(cond string, v any) {
@@ -465,6 +487,9 @@ func (s *Storage) Query(ctx context.Context, f audit.Filter) ([]audit.Record, er
 	if f.Code != "" {
 		add("code = $%d", f.Code)
 	}
+	if f.DeferredOnly {
+		where = append(where, "disclose_after IS NOT NULL") // the partial index audit_records_deferred
+	}
 	// The column holds microseconds (truncated); the exact nanosecond
 	// test is f.Match on the decoded record.
 	if !f.From.IsZero() {
@@ -473,18 +498,7 @@ func (s *Storage) Query(ctx context.Context, f audit.Filter) ([]audit.Record, er
 	if !f.To.IsZero() {
 		add("time <= $%d", f.To.Truncate(time.Microsecond))
 	}
-	q := "SELECT stored FROM audit_records WHERE " + strings.Join(where, " AND ") + " ORDER BY " + order + " LIMIT $" + fmt.Sprint(len(args)+1)
-	for limit := f.Limit; ; limit *= 2 {
-		out, n, err := s.collect(ctx, q, append(args, limit), f)
-		if err != nil || n < limit || len(out) >= f.Limit {
-			if len(out) > f.Limit {
-				out = out[:f.Limit]
-			}
-			return out, err
-		}
-		// Some rows fell in the microsecond of a bound but not its
-		// nanoseconds: ask for more.
-	}
+	return "SELECT stored FROM audit_records WHERE " + strings.Join(where, " AND ") + " ORDER BY " + order + " LIMIT $" + fmt.Sprint(len(args)+1), args
 }
 
 // collect runs a query of stored bytes and returns the records that pass

@@ -7,14 +7,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/broker/audit/auditlog"
 	"github.com/relais-broker/relais/broker/audit/audittest"
 	"github.com/relais-broker/relais/internal/pgdb"
 	"github.com/relais-broker/relais/internal/pgtest"
 )
 
-// TestReadsUseTheIndexes: the citizen report (Subject) has an index path
-// even as a prepared statement with a generic plan, so it never needs a
+// TestReadsUseTheIndexes: the citizen report (Subject) and the operators'
+// list of deferred accesses (Query with DeferredOnly) have an index path
+// even as a prepared statement with a generic plan, so they never need a
 // scan of the log. Sequential scans are
 // disabled to ask the planner whether such a path exists at all.
 func TestReadsUseTheIndexes(t *testing.T) {
@@ -37,6 +39,7 @@ func TestReadsUseTheIndexes(t *testing.T) {
 		}
 	}
 	defer l.Close()
+	deferred, _ := st.querySQL(audit.Filter{DeferredOnly: true})
 	conn, err := st.pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +56,8 @@ func TestReadsUseTheIndexes(t *testing.T) {
 	}{
 		{"subject", subjectQuery, "subject_time", "text, text", "'" + audittest.Record(1).Subject + "', ''"},
 		{"subject of every chain", subjectAllQuery, "subject_time", "text", "'" + audittest.Record(1).Subject + "'"},
+		// The partitions' copies of audit_records_deferred are <partition>_chain_seq_idx.
+		{"deferred accesses", deferred, "chain_seq_idx", "text, bigint", "'', 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := conn.Exec(ctx, "DEALLOCATE ALL; PREPARE q("+tc.types+") AS "+tc.sql); err != nil {

@@ -47,34 +47,78 @@ func Hex(h [32]byte) string { return hex.EncodeToString(h[:]) }
 // ParseHash decodes a hash written by Hex.
 func ParseHash(s string) ([32]byte, error) {
 	var h [32]byte
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(h) {
-		return h, errors.New("seal: a hash is 64 hex digits")
+	if len(s) != 2*len(h) {
+		return h, errHashDigits
 	}
-	copy(h[:], b)
+	for i := range h {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return [32]byte{}, errHashDigits
+		}
+		h[i] = hi<<4 | lo
+	}
 	return h, nil
 }
 
+var errHashDigits = errors.New("seal: a hash is 64 hex digits")
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// IsHex reports whether s is Hex(h), without allocating: the check a
+// storage makes of every record's prev.
+func IsHex(s string, h [32]byte) bool {
+	if len(s) != 2*len(h) {
+		return false
+	}
+	for i, b := range h {
+		if s[2*i] != hexDigits[b>>4] || s[2*i+1] != hexDigits[b&0xF] {
+			return false
+		}
+	}
+	return true
+}
+
 // Seal places r at seq after prev in chain and returns the sealed record,
-// the bytes to store and its hash (the next record's prev).
+// the bytes to store and its hash (the next record's prev). The bytes
+// are json.Marshal's of the Sealed (Hash last), encoded once, by hand
+// (encode.go): no reflection, one buffer.
 func Seal(chain string, seq uint64, prev [32]byte, r audit.Record) (Sealed, []byte, [32]byte, error) {
 	if seq == 0 {
 		return Sealed{}, nil, [32]byte{}, errors.New("seal: sequence numbers start at 1")
 	}
-	s := Sealed{Chain: chain, Seq: seq, Prev: Hex(prev), Record: r}
-	body, err := json.Marshal(s) // Hash empty: omitted
+	var ph [64]byte
+	hex.Encode(ph[:], prev[:])
+	prevHex := string(ph[:])
+	size := 480 + len(chain) + len(r.RequestID) + len(r.TraceID) + len(r.Consumer) + len(r.Operator) + len(r.Target) +
+		len(r.CertSerial) + len(r.Recipient) + len(r.Method) + len(r.Purpose) + len(r.CaseReference) + len(r.Agent) +
+		len(r.Subject) + len(r.Source) + len(r.Code) + len(r.Reason) + len(r.Note) + len(r.DisclosureReference)
+	for _, f := range r.FieldsRequested {
+		size += len(f) + 3
+	}
+	for _, f := range r.FieldsReturned {
+		size += len(f) + 3
+	}
+	raw, err := appendSealed(make([]byte, 0, size), chain, seq, prevHex, &r)
 	if err != nil {
 		return Sealed{}, nil, [32]byte{}, fmt.Errorf("seal: encode record %d: %w", seq, err)
 	}
-	sum := sha256.Sum256(body)
-	s.Hash = Hex(sum)
-	// Same bytes as json.Marshal(s): Hash is the last member.
-	raw := make([]byte, 0, len(body)+len(hashMember)+2*len(sum)+2)
-	raw = append(raw, body[:len(body)-1]...)
-	raw = append(raw, hashMember...)
-	raw = append(raw, s.Hash...)
+	sum := sha256.Sum256(raw) // Hash empty: omitted
+	// Same bytes as json.Marshal(s) with the hash: its last member.
+	raw = append(raw[:len(raw)-1], hashMember...)
+	raw = hex.AppendEncode(raw, sum[:])
 	raw = append(raw, `"}`...)
-	s.Raw = raw
+	s := Sealed{Chain: chain, Seq: seq, Prev: prevHex, Record: r, Hash: string(raw[len(raw)-66 : len(raw)-2]), Raw: raw}
 	return s, raw, sum, nil
 }
 

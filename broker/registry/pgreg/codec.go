@@ -89,14 +89,24 @@ func scanConsumer(row pgx.CollectableRow) (registry.Consumer, error) {
 }
 
 const grantColumns = `id, consumer, service, scopes, purposes, not_before, not_after, rate_per_second, burst, daily_cap,
-	expected_daily_volume, anomaly_max_not_found_ratio, anomaly_max_distinct_subjects, anomaly_action, created_at, revoked_at`
+	expected_daily_volume, anomaly_max_not_found_ratio, anomaly_max_distinct_subjects, anomaly_action, created_at, revoked_at,
+	designations, disclosure_delay, disclosure_reference`
 
 func grantValues(g registry.Grant) []any {
 	return []any{
 		g.ID, g.Consumer, g.Service, g.Scopes.Sorted(), encodePurposes(g.Purposes), g.NotBefore, g.NotAfter,
 		g.Quota.RatePerSecond, g.Quota.Burst, g.Quota.DailyCap, g.ExpectedDailyVolume,
 		g.Anomaly.MaxNotFoundRatio, g.Anomaly.MaxDistinctSubjects, g.Anomaly.Action, g.CreatedAt, nullTime(g.RevokedAt),
+		designationsValue(g.Designations), pgtype.Interval{Microseconds: g.Disclosure.Delay.Microseconds(), Valid: true}, g.Disclosure.LegalReference,
 	}
+}
+
+// designationsValue stores no designations as an empty array, never NULL.
+func designationsValue(ds []string) []string {
+	if ds == nil {
+		return []string{}
+	}
+	return ds
 }
 
 func scanGrant(row pgx.CollectableRow) (registry.Grant, error) {
@@ -105,11 +115,20 @@ func scanGrant(row pgx.CollectableRow) (registry.Grant, error) {
 		scopes                                []string
 		purposes                              []byte
 		notBefore, notAfter, created, revoked pgtype.Timestamptz
+		delay                                 pgtype.Interval
 	)
 	if err := row.Scan(&g.ID, &g.Consumer, &g.Service, &scopes, &purposes, &notBefore, &notAfter,
 		&g.Quota.RatePerSecond, &g.Quota.Burst, &g.Quota.DailyCap, &g.ExpectedDailyVolume,
-		&g.Anomaly.MaxNotFoundRatio, &g.Anomaly.MaxDistinctSubjects, &g.Anomaly.Action, &created, &revoked); err != nil {
+		&g.Anomaly.MaxNotFoundRatio, &g.Anomaly.MaxDistinctSubjects, &g.Anomaly.Action, &created, &revoked,
+		&g.Designations, &delay, &g.Disclosure.LegalReference); err != nil {
 		return registry.Grant{}, err
+	}
+	if !delay.Valid || delay.Months != 0 {
+		return registry.Grant{}, fmt.Errorf("registry: corrupt record: grant %s: disclosure_delay is not a plain duration", g.ID)
+	}
+	g.Disclosure.Delay = time.Duration(delay.Days)*24*time.Hour + time.Duration(delay.Microseconds)*time.Microsecond
+	if len(g.Designations) == 0 {
+		g.Designations = nil // typed only, as every grant before citizen login
 	}
 	var ps []purposeJSON
 	if err := json.Unmarshal(purposes, &ps); err != nil {

@@ -75,7 +75,7 @@ func (s *Store) AddGrant(ctx context.Context, g registry.Grant) (registry.Grant,
 			return registry.Delta{}, registry.ErrUnregistered(g.Consumer)
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO registry_grants (`+grantColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, grantValues(g)...)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, grantValues(g)...)
 		return registry.Delta{Grants: []registry.Grant{g}}, err
 	})
 	if err != nil {

@@ -170,14 +170,44 @@ func testRoundTrip(t *testing.T, open Opener) {
 	g.Quota = registry.Quota{RatePerSecond: 2.5, Burst: 5, DailyCap: 300}
 	g.ExpectedDailyVolume = 120
 	g.Anomaly = registry.AnomalyPolicy{MaxNotFoundRatio: 0.35, MaxDistinctSubjects: 150, Action: registry.AnomalySuspend}
+	// Given out of canonical order: stored typed first.
+	g.Designations = []string{registry.DesignationCitizenLogin, registry.DesignationTyped}
+	g.Disclosure = registry.Disclosure{Delay: 8760 * time.Hour, LegalReference: "Code de la sécurité sociale, art. L114-9"}
 	out := must(s.AddGrant(ctx, g))(t)
 	if !strings.HasPrefix(out.ID, "g-") || !out.CreatedAt.Equal(Start) || !out.RevokedAt.IsZero() || out.NotBefore.Location() != time.UTC ||
-		!out.NotBefore.Equal(g.NotBefore.Truncate(time.Microsecond)) || out.Anomaly != g.Anomaly || out.Quota != g.Quota || len(out.Purposes) != 2 {
+		!out.NotBefore.Equal(g.NotBefore.Truncate(time.Microsecond)) || out.Anomaly != g.Anomaly || out.Quota != g.Quota || len(out.Purposes) != 2 ||
+		!slices.Equal(out.Designations, []string{registry.DesignationTyped, registry.DesignationCitizenLogin}) || out.Disclosure != g.Disclosure {
 		t.Fatalf("AddGrant returned %+v", out)
 	}
+	if g.Designations[0] != registry.DesignationCitizenLogin {
+		t.Fatal("AddGrant reordered the caller's designations")
+	}
+	// A typed-only grant without deferral (the form of every grant before
+	// citizen login) reads back with neither.
+	plain := must(s.AddGrant(ctx, Grant(SiretA)))(t)
+	if plain.Designations != nil || plain.Disclosure != (registry.Disclosure{}) || !plain.Allows(registry.DesignationTyped) || plain.Allows(registry.DesignationCitizenLogin) {
+		t.Fatalf("AddGrant of a plain grant returned %+v", plain)
+	}
+	loginOnly := Grant(SiretA)
+	loginOnly.Designations = []string{registry.DesignationCitizenLogin}
+	loginOnly = must(s.AddGrant(ctx, loginOnly))(t)
 	gs := must(s.Grants(ctx, SiretA, FQ))(t)
-	if len(gs) != 1 || !sameGrant(gs[0], out) {
-		t.Fatalf("Grants read back %+v, want %+v", gs, out)
+	want := map[string]registry.Grant{out.ID: out, plain.ID: plain, loginOnly.ID: loginOnly}
+	if len(gs) != 3 {
+		t.Fatalf("Grants read back %+v, want %+v", gs, want)
+	}
+	for _, got := range gs {
+		if !sameGrant(got, want[got.ID]) {
+			t.Fatalf("Grants read back %+v, want %+v", got, want[got.ID])
+		}
+	}
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range must(s.ListGrants(ctx, registry.GrantFilter{Consumer: SiretA}))(t) {
+		if !sameGrant(got, want[got.ID]) {
+			t.Fatalf("after a reload from storage: %+v, want %+v", got, want[got.ID])
+		}
 	}
 	r := registry.CredentialRecord{Serial: "1f2e3d", Kind: "consumer", Subject: SiretA, NotBefore: Start, NotAfter: Start.Add(90 * 24 * time.Hour), IssuedBy: "alice"}
 	if err := s.PutCredential(ctx, r); err != nil {
@@ -234,6 +264,20 @@ func testRefused(t *testing.T, open Opener) {
 		{"anomaly ratio above 1", grant(s, mod(func(g *registry.Grant) { g.Anomaly.MaxNotFoundRatio = 1.5 })), "anomaly.max_not_found_ratio"},
 		{"anomaly negative subjects", grant(s, mod(func(g *registry.Grant) { g.Anomaly.MaxDistinctSubjects = -1 })), "anomaly.max_distinct_subjects"},
 		{"anomaly unknown action", grant(s, mod(func(g *registry.Grant) { g.Anomaly.Action = "ban" })), "anomaly.action"},
+		{"unknown designation", grant(s, mod(func(g *registry.Grant) { g.Designations = []string{"typed", "franceconnect"} })), `designations[1]: "franceconnect" is not a designation`},
+		{"designation twice", grant(s, mod(func(g *registry.Grant) { g.Designations = []string{"citizen_login", "citizen_login"} })), `designations[1]: "citizen_login" is listed twice`},
+		{"negative disclosure delay", grant(s, mod(func(g *registry.Grant) { g.Disclosure = registry.Disclosure{Delay: -time.Hour, LegalReference: "x"} })), "disclosure.delay"},
+		{"disclosure delay over ten years", grant(s, mod(func(g *registry.Grant) {
+			g.Disclosure = registry.Disclosure{Delay: registry.MaxDisclosureDelay + time.Second, LegalReference: "x"}
+		})), "disclosure.delay"},
+		{"disclosure delay not whole seconds", grant(s, mod(func(g *registry.Grant) {
+			g.Disclosure = registry.Disclosure{Delay: 1500 * time.Millisecond, LegalReference: "x"}
+		})), "whole number of seconds"},
+		{"disclosure delay without reference", grant(s, mod(func(g *registry.Grant) { g.Disclosure = registry.Disclosure{Delay: time.Hour, LegalReference: " "} })), "disclosure.legal_reference: a deferred disclosure needs its legal reference"},
+		{"disclosure reference without delay", grant(s, mod(func(g *registry.Grant) { g.Disclosure = registry.Disclosure{LegalReference: "CSS art. L114-9"} })), "disclosure.legal_reference: is set without a delay"},
+		{"disclosure reference too long", grant(s, mod(func(g *registry.Grant) {
+			g.Disclosure = registry.Disclosure{Delay: time.Hour, LegalReference: strings.Repeat("é", 257)}
+		})), "disclosure.legal_reference: must be valid text of at most 256 characters"},
 		{"unregistered consumer", grant(s, mod(func(g *registry.Grant) { g.Consumer = SiretB })), "not registered"},
 		{"status unknown", func() error { _, err := s.SetConsumerStatus(ctx, SiretA, "closed"); return err }, "status"},
 		{"extend into the past", func() error { _, err := s.ExtendGrant(ctx, live.ID, Start.Add(-time.Minute)); return err }, "in the past"},
@@ -676,11 +720,19 @@ func testConcurrency(t *testing.T, open Opener) {
 func Fill(t *testing.T, s registry.Store, advance func(time.Duration)) {
 	t.Helper()
 	ctx := context.Background()
+	both := Grant(SiretB)
+	both.Designations = []string{registry.DesignationCitizenLogin, registry.DesignationTyped}
+	both.Disclosure = registry.Disclosure{Delay: 8760 * time.Hour, LegalReference: "Code de la sécurité sociale, art. L114-9"}
 	gs := must(s.Import(ctx, []registry.Consumer{{SIRET: SiretA, Name: "A", Contacts: []registry.Contact{{Name: "DSI", Email: "dsi@a.example"}}}, {SIRET: SiretB, Name: "B"}},
-		[]registry.Grant{Grant(SiretA), Grant(SiretB), Grant(SiretB)}))(t)
+		[]registry.Grant{Grant(SiretA), Grant(SiretB), both}))(t)
+	if !slices.Equal(gs[2].Designations, []string{registry.DesignationTyped, registry.DesignationCitizenLogin}) || gs[2].Disclosure != both.Disclosure {
+		t.Fatalf("Import returned %+v", gs[2])
+	}
 	short := Grant(SiretA)
 	short.NotAfter = Start.Add(time.Hour)
 	short.Anomaly = registry.AnomalyPolicy{MaxNotFoundRatio: 0.5, Action: registry.AnomalyThrottle}
+	short.Designations = []string{registry.DesignationCitizenLogin}
+	short.Disclosure = registry.Disclosure{Delay: 90 * 24 * time.Hour, LegalReference: "CSS art. L114-9"}
 	must(s.AddGrant(ctx, short))(t)
 	advance(2 * time.Hour) // short has ended: history now
 	must(s.AddConsumer(ctx, registry.Consumer{SIRET: SiretC, Name: "C", Status: registry.StatusSuspended}))(t)
@@ -745,6 +797,8 @@ func testTransfer(t *testing.T, open Opener) {
 		{"bad consumer", func(c *registry.Contents) { c.Consumers[0].Name = "" }, "name"},
 		{"bad grant id", func(c *registry.Contents) { c.Grants[0].ID = "x" }, "id"},
 		{"live grant out of the catalogue", func(c *registry.Contents) { c.Grants[0].Service = "relais.pension.v1.PensionService" }, "service"},
+		{"unknown designation", func(c *registry.Contents) { c.Grants[0].Designations = []string{"eidas"} }, "designations[0]"},
+		{"deferral without reference", func(c *registry.Contents) { c.Grants[0].Disclosure = registry.Disclosure{Delay: time.Hour} }, "disclosure.legal_reference"},
 		{"revoked without a date", func(c *registry.Contents) {
 			for i := range c.Credentials {
 				if c.Credentials[i].Status == registry.CredentialRevoked {

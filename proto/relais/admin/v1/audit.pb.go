@@ -51,9 +51,18 @@ type AuditRecord struct {
 	Latency         *durationpb.Duration `protobuf:"bytes,18,opt,name=latency,proto3" json:"latency,omitempty"`
 	// note is the operator's stated reason for an admin action (suspension,
 	// revocation), empty otherwise.
-	Note          string `protobuf:"bytes,19,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Note string `protobuf:"bytes,19,opt,name=note,proto3" json:"note,omitempty"`
+	// subject_origin is how the subject was designated: empty for a typed
+	// identity or identifier, "citizen_login" when the broker read it from
+	// the citizen's own login.
+	SubjectOrigin string `protobuf:"bytes,20,opt,name=subject_origin,json=subjectOrigin,proto3" json:"subject_origin,omitempty"`
+	// disclose_after is when the citizen may see this access (the grant's
+	// deferred disclosure); unset means at once.
+	DiscloseAfter *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=disclose_after,json=discloseAfter,proto3" json:"disclose_after,omitempty"`
+	// disclosure_reference is the legal reference of the deferral.
+	DisclosureReference string `protobuf:"bytes,22,opt,name=disclosure_reference,json=disclosureReference,proto3" json:"disclosure_reference,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *AuditRecord) Reset() {
@@ -219,15 +228,39 @@ func (x *AuditRecord) GetNote() string {
 	return ""
 }
 
+func (x *AuditRecord) GetSubjectOrigin() string {
+	if x != nil {
+		return x.SubjectOrigin
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDiscloseAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DiscloseAfter
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetDisclosureReference() string {
+	if x != nil {
+		return x.DisclosureReference
+	}
+	return ""
+}
+
 type QueryAuditRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ConsumerSiret string                 `protobuf:"bytes,1,opt,name=consumer_siret,json=consumerSiret,proto3" json:"consumer_siret,omitempty"`
 	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
 	// code filters on the outcome, e.g. OK, PermissionDenied.
-	Code          string                 `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
-	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
-	Limit         int32                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	Code  string                 `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	From  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Limit int32                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// deferred_only keeps the records with a disclosure date (the accesses
+	// whose disclosure to the citizen is deferred).
+	DeferredOnly  bool `protobuf:"varint,7,opt,name=deferred_only,json=deferredOnly,proto3" json:"deferred_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,6 +335,13 @@ func (x *QueryAuditRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *QueryAuditRequest) GetDeferredOnly() bool {
+	if x != nil {
+		return x.DeferredOnly
+	}
+	return false
 }
 
 type QueryAuditResponse struct {
@@ -457,8 +497,16 @@ type SubjectAccess struct {
 	Method         string                 `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"`
 	FieldsReturned []string               `protobuf:"bytes,7,rep,name=fields_returned,json=fieldsReturned,proto3" json:"fields_returned,omitempty"`
 	Code           string                 `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// subject_origin is "citizen_login" when the citizen initiated the
+	// access by logging in, empty for a typed identity or identifier.
+	SubjectOrigin string `protobuf:"bytes,9,opt,name=subject_origin,json=subjectOrigin,proto3" json:"subject_origin,omitempty"`
+	// legal_basis is the legal basis of the purpose in the grant.
+	LegalBasis string `protobuf:"bytes,10,opt,name=legal_basis,json=legalBasis,proto3" json:"legal_basis,omitempty"`
+	// disclose_after is when the access may be shown to the citizen (a
+	// deferred disclosure); unset means at once.
+	DiscloseAfter *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=disclose_after,json=discloseAfter,proto3" json:"disclose_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubjectAccess) Reset() {
@@ -545,6 +593,27 @@ func (x *SubjectAccess) GetCode() string {
 		return x.Code
 	}
 	return ""
+}
+
+func (x *SubjectAccess) GetSubjectOrigin() string {
+	if x != nil {
+		return x.SubjectOrigin
+	}
+	return ""
+}
+
+func (x *SubjectAccess) GetLegalBasis() string {
+	if x != nil {
+		return x.LegalBasis
+	}
+	return ""
+}
+
+func (x *SubjectAccess) GetDiscloseAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DiscloseAfter
+	}
+	return nil
 }
 
 type SubjectAccessesResponse struct {
@@ -850,7 +919,7 @@ var File_relais_admin_v1_audit_proto protoreflect.FileDescriptor
 
 const file_relais_admin_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1brelais/admin/v1/audit.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drelais/common/v1/common.proto\"\xfe\x04\n" +
+	"\x1brelais/admin/v1/audit.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drelais/common/v1/common.proto\"\x9b\x06\n" +
 	"\vAuditRecord\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
 	"\n" +
@@ -873,21 +942,25 @@ const file_relais_admin_v1_audit_proto_rawDesc = "" +
 	"\x04code\x18\x10 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x11 \x01(\tR\x06reason\x123\n" +
 	"\alatency\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x12\n" +
-	"\x04note\x18\x13 \x01(\tR\x04note\"\xe5\x01\n" +
+	"\x04note\x18\x13 \x01(\tR\x04note\x12%\n" +
+	"\x0esubject_origin\x18\x14 \x01(\tR\rsubjectOrigin\x12A\n" +
+	"\x0edisclose_after\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\rdiscloseAfter\x121\n" +
+	"\x14disclosure_reference\x18\x16 \x01(\tR\x13disclosureReference\"\x8a\x02\n" +
 	"\x11QueryAuditRequest\x12%\n" +
 	"\x0econsumer_siret\x18\x01 \x01(\tR\rconsumerSiret\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12.\n" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12!\n" +
-	"\x05limit\x18\x06 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x8d\x06(\x00R\x05limit\"L\n" +
+	"\x05limit\x18\x06 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x8d\x06(\x00R\x05limit\x12#\n" +
+	"\rdeferred_only\x18\a \x01(\bR\fdeferredOnly\"L\n" +
 	"\x12QueryAuditResponse\x126\n" +
 	"\arecords\x18\x01 \x03(\v2\x1c.relais.admin.v1.AuditRecordR\arecords\"\xdd\x01\n" +
 	"\x16SubjectAccessesRequest\x12?\n" +
 	"\bidentity\x18\x01 \x01(\v2!.relais.common.v1.SubjectIdentityH\x00R\bidentity\x12)\n" +
 	"\x03ine\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x12E\n" +
 	"\x11france_travail_id\x18\x03 \x01(\tB\x17\xbaH\x14r\x122\x10^[0-9A-Z]{8,11}$H\x00R\x0ffranceTravailIdB\x10\n" +
-	"\asubject\x12\x05\xbaH\x02\b\x01\"\x9f\x02\n" +
+	"\asubject\x12\x05\xbaH\x02\b\x01\"\xaa\x03\n" +
 	"\rSubjectAccess\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12%\n" +
 	"\x0econsumer_siret\x18\x02 \x01(\tR\rconsumerSiret\x12#\n" +
@@ -896,7 +969,12 @@ const file_relais_admin_v1_audit_proto_rawDesc = "" +
 	"\rpurpose_label\x18\x05 \x01(\tR\fpurposeLabel\x12\x16\n" +
 	"\x06method\x18\x06 \x01(\tR\x06method\x12'\n" +
 	"\x0ffields_returned\x18\a \x03(\tR\x0efieldsReturned\x12\x12\n" +
-	"\x04code\x18\b \x01(\tR\x04code\"U\n" +
+	"\x04code\x18\b \x01(\tR\x04code\x12%\n" +
+	"\x0esubject_origin\x18\t \x01(\tR\rsubjectOrigin\x12\x1f\n" +
+	"\vlegal_basis\x18\n" +
+	" \x01(\tR\n" +
+	"legalBasis\x12A\n" +
+	"\x0edisclose_after\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rdiscloseAfter\"U\n" +
 	"\x17SubjectAccessesResponse\x12:\n" +
 	"\baccesses\x18\x01 \x03(\v2\x1e.relais.admin.v1.SubjectAccessR\baccesses\"\x14\n" +
 	"\x12ExportAuditRequest\"R\n" +
@@ -952,26 +1030,28 @@ var file_relais_admin_v1_audit_proto_goTypes = []any{
 var file_relais_admin_v1_audit_proto_depIdxs = []int32{
 	10, // 0: relais.admin.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
 	11, // 1: relais.admin.v1.AuditRecord.latency:type_name -> google.protobuf.Duration
-	10, // 2: relais.admin.v1.QueryAuditRequest.from:type_name -> google.protobuf.Timestamp
-	10, // 3: relais.admin.v1.QueryAuditRequest.to:type_name -> google.protobuf.Timestamp
-	0,  // 4: relais.admin.v1.QueryAuditResponse.records:type_name -> relais.admin.v1.AuditRecord
-	12, // 5: relais.admin.v1.SubjectAccessesRequest.identity:type_name -> relais.common.v1.SubjectIdentity
-	10, // 6: relais.admin.v1.SubjectAccess.time:type_name -> google.protobuf.Timestamp
-	4,  // 7: relais.admin.v1.SubjectAccessesResponse.accesses:type_name -> relais.admin.v1.SubjectAccess
-	8,  // 8: relais.admin.v1.ExportAuditResponse.entries:type_name -> relais.admin.v1.AuditExportEntry
-	9,  // 9: relais.admin.v1.AuditExportEntry.checkpoint:type_name -> relais.admin.v1.AuditCheckpoint
-	10, // 10: relais.admin.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
-	1,  // 11: relais.admin.v1.AuditAdminService.QueryAudit:input_type -> relais.admin.v1.QueryAuditRequest
-	3,  // 12: relais.admin.v1.AuditAdminService.SubjectAccesses:input_type -> relais.admin.v1.SubjectAccessesRequest
-	6,  // 13: relais.admin.v1.AuditAdminService.ExportAudit:input_type -> relais.admin.v1.ExportAuditRequest
-	2,  // 14: relais.admin.v1.AuditAdminService.QueryAudit:output_type -> relais.admin.v1.QueryAuditResponse
-	5,  // 15: relais.admin.v1.AuditAdminService.SubjectAccesses:output_type -> relais.admin.v1.SubjectAccessesResponse
-	7,  // 16: relais.admin.v1.AuditAdminService.ExportAudit:output_type -> relais.admin.v1.ExportAuditResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 2: relais.admin.v1.AuditRecord.disclose_after:type_name -> google.protobuf.Timestamp
+	10, // 3: relais.admin.v1.QueryAuditRequest.from:type_name -> google.protobuf.Timestamp
+	10, // 4: relais.admin.v1.QueryAuditRequest.to:type_name -> google.protobuf.Timestamp
+	0,  // 5: relais.admin.v1.QueryAuditResponse.records:type_name -> relais.admin.v1.AuditRecord
+	12, // 6: relais.admin.v1.SubjectAccessesRequest.identity:type_name -> relais.common.v1.SubjectIdentity
+	10, // 7: relais.admin.v1.SubjectAccess.time:type_name -> google.protobuf.Timestamp
+	10, // 8: relais.admin.v1.SubjectAccess.disclose_after:type_name -> google.protobuf.Timestamp
+	4,  // 9: relais.admin.v1.SubjectAccessesResponse.accesses:type_name -> relais.admin.v1.SubjectAccess
+	8,  // 10: relais.admin.v1.ExportAuditResponse.entries:type_name -> relais.admin.v1.AuditExportEntry
+	9,  // 11: relais.admin.v1.AuditExportEntry.checkpoint:type_name -> relais.admin.v1.AuditCheckpoint
+	10, // 12: relais.admin.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
+	1,  // 13: relais.admin.v1.AuditAdminService.QueryAudit:input_type -> relais.admin.v1.QueryAuditRequest
+	3,  // 14: relais.admin.v1.AuditAdminService.SubjectAccesses:input_type -> relais.admin.v1.SubjectAccessesRequest
+	6,  // 15: relais.admin.v1.AuditAdminService.ExportAudit:input_type -> relais.admin.v1.ExportAuditRequest
+	2,  // 16: relais.admin.v1.AuditAdminService.QueryAudit:output_type -> relais.admin.v1.QueryAuditResponse
+	5,  // 17: relais.admin.v1.AuditAdminService.SubjectAccesses:output_type -> relais.admin.v1.SubjectAccessesResponse
+	7,  // 18: relais.admin.v1.AuditAdminService.ExportAudit:output_type -> relais.admin.v1.ExportAuditResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_relais_admin_v1_audit_proto_init() }

@@ -11,6 +11,7 @@ import (
 	_ "github.com/relais-broker/relais/proto/relais/options/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -608,7 +609,15 @@ type Grant struct {
 	RevokedAt           *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// anomaly is the grant's own anomaly-detection policy; unset keeps the
 	// broker's configured thresholds and action.
-	Anomaly       *AnomalyPolicy `protobuf:"bytes,12,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
+	Anomaly *AnomalyPolicy `protobuf:"bytes,12,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
+	// designations are the ways the consumer may designate the subject of a
+	// call under this grant, in canonical order: "typed" (a civil identity
+	// or an identifier the consumer types), "citizen_login" (the citizen's
+	// own OpenID Connect login). Empty means typed only.
+	Designations []string `protobuf:"bytes,13,rep,name=designations,proto3" json:"designations,omitempty"`
+	// disclosure defers the citizen's sight of this grant's accesses; unset
+	// discloses them at once.
+	Disclosure    *Disclosure `protobuf:"bytes,14,opt,name=disclosure,proto3" json:"disclosure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -727,6 +736,79 @@ func (x *Grant) GetAnomaly() *AnomalyPolicy {
 	return nil
 }
 
+func (x *Grant) GetDesignations() []string {
+	if x != nil {
+		return x.Designations
+	}
+	return nil
+}
+
+func (x *Grant) GetDisclosure() *Disclosure {
+	if x != nil {
+		return x.Disclosure
+	}
+	return nil
+}
+
+// Disclosure is a grant's deferred disclosure: the transparency portal
+// shows its accesses to the citizen only delay after each call, under the
+// legal reference that allows it (a fraud control, an investigation).
+type Disclosure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// delay is how long after a call its access is disclosed, at most ten
+	// years (87600h); zero or unset means at once.
+	Delay *durationpb.Duration `protobuf:"bytes,1,opt,name=delay,proto3" json:"delay,omitempty"`
+	// legal_reference names the text that allows the deferral, e.g. "Code
+	// de la sécurité sociale, art. L114-9"; required with a delay.
+	LegalReference string `protobuf:"bytes,2,opt,name=legal_reference,json=legalReference,proto3" json:"legal_reference,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Disclosure) Reset() {
+	*x = Disclosure{}
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Disclosure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Disclosure) ProtoMessage() {}
+
+func (x *Disclosure) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
+func (*Disclosure) Descriptor() ([]byte, []int) {
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Disclosure) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *Disclosure) GetLegalReference() string {
+	if x != nil {
+		return x.LegalReference
+	}
+	return ""
+}
+
 // AnomalyPolicy overrides, for one grant, the broker's anomaly thresholds
 // (lower only: the strictest of configuration and grant applies) and says
 // what the broker does when they are crossed. Zero fields keep the default.
@@ -745,7 +827,7 @@ type AnomalyPolicy struct {
 
 func (x *AnomalyPolicy) Reset() {
 	*x = AnomalyPolicy{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +839,7 @@ func (x *AnomalyPolicy) String() string {
 func (*AnomalyPolicy) ProtoMessage() {}
 
 func (x *AnomalyPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[10]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +852,7 @@ func (x *AnomalyPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnomalyPolicy.ProtoReflect.Descriptor instead.
 func (*AnomalyPolicy) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AnomalyPolicy) GetMaxNotFoundRatio() float64 {
@@ -805,14 +887,21 @@ type AddGrantRequest struct {
 	Quota               *Quota                 `protobuf:"bytes,7,opt,name=quota,proto3" json:"quota,omitempty"`
 	ExpectedDailyVolume int32                  `protobuf:"varint,8,opt,name=expected_daily_volume,json=expectedDailyVolume,proto3" json:"expected_daily_volume,omitempty"`
 	// anomaly sets the grant's anomaly-detection policy; unset keeps the defaults.
-	Anomaly       *AnomalyPolicy `protobuf:"bytes,9,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
+	Anomaly *AnomalyPolicy `protobuf:"bytes,9,opt,name=anomaly,proto3" json:"anomaly,omitempty"`
+	// designations are the ways the consumer may designate subjects: "typed",
+	// "citizen_login", or both; empty means typed only (citizen login is never
+	// implied).
+	Designations []string `protobuf:"bytes,10,rep,name=designations,proto3" json:"designations,omitempty"`
+	// disclosure defers the citizen's sight of the grant's accesses; unset
+	// discloses them at once.
+	Disclosure    *Disclosure `protobuf:"bytes,11,opt,name=disclosure,proto3" json:"disclosure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AddGrantRequest) Reset() {
 	*x = AddGrantRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +913,7 @@ func (x *AddGrantRequest) String() string {
 func (*AddGrantRequest) ProtoMessage() {}
 
 func (x *AddGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[11]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +926,7 @@ func (x *AddGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddGrantRequest.ProtoReflect.Descriptor instead.
 func (*AddGrantRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AddGrantRequest) GetConsumerSiret() string {
@@ -903,6 +992,20 @@ func (x *AddGrantRequest) GetAnomaly() *AnomalyPolicy {
 	return nil
 }
 
+func (x *AddGrantRequest) GetDesignations() []string {
+	if x != nil {
+		return x.Designations
+	}
+	return nil
+}
+
+func (x *AddGrantRequest) GetDisclosure() *Disclosure {
+	if x != nil {
+		return x.Disclosure
+	}
+	return nil
+}
+
 type ListGrantsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Filters; empty means all.
@@ -916,7 +1019,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1031,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[12]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1044,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListGrantsRequest) GetConsumerSiret() string {
@@ -974,7 +1077,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1089,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[13]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1102,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*Grant {
@@ -1019,7 +1122,7 @@ type RevokeGrantRequest struct {
 
 func (x *RevokeGrantRequest) Reset() {
 	*x = RevokeGrantRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1134,7 @@ func (x *RevokeGrantRequest) String() string {
 func (*RevokeGrantRequest) ProtoMessage() {}
 
 func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[14]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1147,7 @@ func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
 func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeGrantRequest) GetId() string {
@@ -1071,7 +1174,7 @@ type ExtendGrantRequest struct {
 
 func (x *ExtendGrantRequest) Reset() {
 	*x = ExtendGrantRequest{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1186,7 @@ func (x *ExtendGrantRequest) String() string {
 func (*ExtendGrantRequest) ProtoMessage() {}
 
 func (x *ExtendGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[15]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1199,7 @@ func (x *ExtendGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendGrantRequest.ProtoReflect.Descriptor instead.
 func (*ExtendGrantRequest) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExtendGrantRequest) GetId() string {
@@ -1122,7 +1225,7 @@ type AddConsumerResponse struct {
 
 func (x *AddConsumerResponse) Reset() {
 	*x = AddConsumerResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1237,7 @@ func (x *AddConsumerResponse) String() string {
 func (*AddConsumerResponse) ProtoMessage() {}
 
 func (x *AddConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[16]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1250,7 @@ func (x *AddConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddConsumerResponse.ProtoReflect.Descriptor instead.
 func (*AddConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AddConsumerResponse) GetConsumer() *Consumer {
@@ -1166,7 +1269,7 @@ type GetConsumerResponse struct {
 
 func (x *GetConsumerResponse) Reset() {
 	*x = GetConsumerResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1281,7 @@ func (x *GetConsumerResponse) String() string {
 func (*GetConsumerResponse) ProtoMessage() {}
 
 func (x *GetConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[17]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1294,7 @@ func (x *GetConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetConsumerResponse) GetConsumer() *Consumer {
@@ -1210,7 +1313,7 @@ type SetConsumerStatusResponse struct {
 
 func (x *SetConsumerStatusResponse) Reset() {
 	*x = SetConsumerStatusResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1325,7 @@ func (x *SetConsumerStatusResponse) String() string {
 func (*SetConsumerStatusResponse) ProtoMessage() {}
 
 func (x *SetConsumerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[18]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1338,7 @@ func (x *SetConsumerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsumerStatusResponse.ProtoReflect.Descriptor instead.
 func (*SetConsumerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetConsumerStatusResponse) GetConsumer() *Consumer {
@@ -1254,7 +1357,7 @@ type AddGrantResponse struct {
 
 func (x *AddGrantResponse) Reset() {
 	*x = AddGrantResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1369,7 @@ func (x *AddGrantResponse) String() string {
 func (*AddGrantResponse) ProtoMessage() {}
 
 func (x *AddGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[19]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1382,7 @@ func (x *AddGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddGrantResponse.ProtoReflect.Descriptor instead.
 func (*AddGrantResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddGrantResponse) GetGrant() *Grant {
@@ -1298,7 +1401,7 @@ type RevokeGrantResponse struct {
 
 func (x *RevokeGrantResponse) Reset() {
 	*x = RevokeGrantResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1413,7 @@ func (x *RevokeGrantResponse) String() string {
 func (*RevokeGrantResponse) ProtoMessage() {}
 
 func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[20]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1426,7 @@ func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
 func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeGrantResponse) GetGrant() *Grant {
@@ -1342,7 +1445,7 @@ type ExtendGrantResponse struct {
 
 func (x *ExtendGrantResponse) Reset() {
 	*x = ExtendGrantResponse{}
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[21]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1457,7 @@ func (x *ExtendGrantResponse) String() string {
 func (*ExtendGrantResponse) ProtoMessage() {}
 
 func (x *ExtendGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relais_admin_v1_registry_proto_msgTypes[21]
+	mi := &file_relais_admin_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1470,7 @@ func (x *ExtendGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendGrantResponse.ProtoReflect.Descriptor instead.
 func (*ExtendGrantResponse) Descriptor() ([]byte, []int) {
-	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{21}
+	return file_relais_admin_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExtendGrantResponse) GetGrant() *Grant {
@@ -1381,7 +1484,7 @@ var File_relais_admin_v1_registry_proto protoreflect.FileDescriptor
 
 const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x1erelais/admin/v1/registry.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drelais/options/v1/rules.proto\"g\n" +
+	"\x1erelais/admin/v1/registry.proto\x12\x0frelais.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drelais/options/v1/rules.proto\"g\n" +
 	"\aContact\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12\x1d\n" +
@@ -1422,7 +1525,7 @@ const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	"\x05Quota\x12?\n" +
 	"\x0frate_per_second\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x88\xc3@)\x00\x00\x00\x00\x00\x00\x00\x00R\rratePerSecond\x12!\n" +
 	"\x05burst\x18\x02 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x8d\x06(\x00R\x05burst\x12$\n" +
-	"\tdaily_cap\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bdailyCap\"\xac\x04\n" +
+	"\tdaily_cap\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bdailyCap\"\x8d\x05\n" +
 	"\x05Grant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0econsumer_siret\x18\x02 \x01(\tR\rconsumerSiret\x12\x18\n" +
@@ -1439,11 +1542,21 @@ const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x128\n" +
-	"\aanomaly\x18\f \x01(\v2\x1e.relais.admin.v1.AnomalyPolicyR\aanomaly\"\xcf\x01\n" +
+	"\aanomaly\x18\f \x01(\v2\x1e.relais.admin.v1.AnomalyPolicyR\aanomaly\x12\"\n" +
+	"\fdesignations\x18\r \x03(\tR\fdesignations\x12;\n" +
+	"\n" +
+	"disclosure\x18\x0e \x01(\v2\x1b.relais.admin.v1.DisclosureR\n" +
+	"disclosure\"\xc2\x02\n" +
+	"\n" +
+	"Disclosure\x12A\n" +
+	"\x05delay\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x10\xbaH\r\xaa\x01\n" +
+	"\"\x06\b\x80\x86\xb0\x96\x012\x00R\x05delay\x121\n" +
+	"\x0flegal_reference\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x0elegalReference:\xbd\x01\xbaH\xb9\x01\x1a\xb6\x01\n" +
+	"\x1adisclosure.legal_reference\x12Flegal_reference is required with a delay and must be empty without one\x1aP(has(this.delay) && this.delay > duration('0s')) == (this.legal_reference != '')\"\xcf\x01\n" +
 	"\rAnomalyPolicy\x12F\n" +
 	"\x13max_not_found_ratio\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\x10maxNotFoundRatio\x12;\n" +
 	"\x15max_distinct_subjects\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x13maxDistinctSubjects\x129\n" +
-	"\x06action\x18\x03 \x01(\tB!\xbaH\x1er\x1cR\x00R\x05alertR\bthrottleR\asuspendR\x06action\"\xfd\x03\n" +
+	"\x06action\x18\x03 \x01(\tB!\xbaH\x1er\x1cR\x00R\x05alertR\bthrottleR\asuspendR\x06action\"\x84\x05\n" +
 	"\x0fAddGrantRequest\x120\n" +
 	"\x0econsumer_siret\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xd0\xf3\x18\x01R\rconsumerSiret\x12!\n" +
 	"\aservice\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\aservice\x12\"\n" +
@@ -1456,7 +1569,12 @@ const file_relais_admin_v1_registry_proto_rawDesc = "" +
 	"\tnot_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\bnotAfter\x124\n" +
 	"\x05quota\x18\a \x01(\v2\x16.relais.admin.v1.QuotaB\x06\xbaH\x03\xc8\x01\x01R\x05quota\x12;\n" +
 	"\x15expected_daily_volume\x18\b \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x13expectedDailyVolume\x128\n" +
-	"\aanomaly\x18\t \x01(\v2\x1e.relais.admin.v1.AnomalyPolicyR\aanomaly\"\x99\x01\n" +
+	"\aanomaly\x18\t \x01(\v2\x1e.relais.admin.v1.AnomalyPolicyR\aanomaly\x12H\n" +
+	"\fdesignations\x18\n" +
+	" \x03(\tB$\xbaH!\x92\x01\x1e\x10\x02\x18\x01\"\x18r\x16R\x05typedR\rcitizen_loginR\fdesignations\x12;\n" +
+	"\n" +
+	"disclosure\x18\v \x01(\v2\x1b.relais.admin.v1.DisclosureR\n" +
+	"disclosure\"\x99\x01\n" +
 	"\x11ListGrantsRequest\x12%\n" +
 	"\x0econsumer_siret\x18\x01 \x01(\tR\rconsumerSiret\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12C\n" +
@@ -1510,7 +1628,7 @@ func file_relais_admin_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_relais_admin_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_relais_admin_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_relais_admin_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_relais_admin_v1_registry_proto_goTypes = []any{
 	(ConsumerStatus)(0),               // 0: relais.admin.v1.ConsumerStatus
 	(*Contact)(nil),                   // 1: relais.admin.v1.Contact
@@ -1523,70 +1641,75 @@ var file_relais_admin_v1_registry_proto_goTypes = []any{
 	(*Purpose)(nil),                   // 8: relais.admin.v1.Purpose
 	(*Quota)(nil),                     // 9: relais.admin.v1.Quota
 	(*Grant)(nil),                     // 10: relais.admin.v1.Grant
-	(*AnomalyPolicy)(nil),             // 11: relais.admin.v1.AnomalyPolicy
-	(*AddGrantRequest)(nil),           // 12: relais.admin.v1.AddGrantRequest
-	(*ListGrantsRequest)(nil),         // 13: relais.admin.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),        // 14: relais.admin.v1.ListGrantsResponse
-	(*RevokeGrantRequest)(nil),        // 15: relais.admin.v1.RevokeGrantRequest
-	(*ExtendGrantRequest)(nil),        // 16: relais.admin.v1.ExtendGrantRequest
-	(*AddConsumerResponse)(nil),       // 17: relais.admin.v1.AddConsumerResponse
-	(*GetConsumerResponse)(nil),       // 18: relais.admin.v1.GetConsumerResponse
-	(*SetConsumerStatusResponse)(nil), // 19: relais.admin.v1.SetConsumerStatusResponse
-	(*AddGrantResponse)(nil),          // 20: relais.admin.v1.AddGrantResponse
-	(*RevokeGrantResponse)(nil),       // 21: relais.admin.v1.RevokeGrantResponse
-	(*ExtendGrantResponse)(nil),       // 22: relais.admin.v1.ExtendGrantResponse
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*Disclosure)(nil),                // 11: relais.admin.v1.Disclosure
+	(*AnomalyPolicy)(nil),             // 12: relais.admin.v1.AnomalyPolicy
+	(*AddGrantRequest)(nil),           // 13: relais.admin.v1.AddGrantRequest
+	(*ListGrantsRequest)(nil),         // 14: relais.admin.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),        // 15: relais.admin.v1.ListGrantsResponse
+	(*RevokeGrantRequest)(nil),        // 16: relais.admin.v1.RevokeGrantRequest
+	(*ExtendGrantRequest)(nil),        // 17: relais.admin.v1.ExtendGrantRequest
+	(*AddConsumerResponse)(nil),       // 18: relais.admin.v1.AddConsumerResponse
+	(*GetConsumerResponse)(nil),       // 19: relais.admin.v1.GetConsumerResponse
+	(*SetConsumerStatusResponse)(nil), // 20: relais.admin.v1.SetConsumerStatusResponse
+	(*AddGrantResponse)(nil),          // 21: relais.admin.v1.AddGrantResponse
+	(*RevokeGrantResponse)(nil),       // 22: relais.admin.v1.RevokeGrantResponse
+	(*ExtendGrantResponse)(nil),       // 23: relais.admin.v1.ExtendGrantResponse
+	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 25: google.protobuf.Duration
 }
 var file_relais_admin_v1_registry_proto_depIdxs = []int32{
 	1,  // 0: relais.admin.v1.Consumer.contacts:type_name -> relais.admin.v1.Contact
 	0,  // 1: relais.admin.v1.Consumer.status:type_name -> relais.admin.v1.ConsumerStatus
-	23, // 2: relais.admin.v1.Consumer.created_at:type_name -> google.protobuf.Timestamp
-	23, // 3: relais.admin.v1.Consumer.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 2: relais.admin.v1.Consumer.created_at:type_name -> google.protobuf.Timestamp
+	24, // 3: relais.admin.v1.Consumer.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: relais.admin.v1.AddConsumerRequest.contacts:type_name -> relais.admin.v1.Contact
 	2,  // 5: relais.admin.v1.ListConsumersResponse.consumers:type_name -> relais.admin.v1.Consumer
 	0,  // 6: relais.admin.v1.SetConsumerStatusRequest.status:type_name -> relais.admin.v1.ConsumerStatus
 	8,  // 7: relais.admin.v1.Grant.purposes:type_name -> relais.admin.v1.Purpose
-	23, // 8: relais.admin.v1.Grant.not_before:type_name -> google.protobuf.Timestamp
-	23, // 9: relais.admin.v1.Grant.not_after:type_name -> google.protobuf.Timestamp
+	24, // 8: relais.admin.v1.Grant.not_before:type_name -> google.protobuf.Timestamp
+	24, // 9: relais.admin.v1.Grant.not_after:type_name -> google.protobuf.Timestamp
 	9,  // 10: relais.admin.v1.Grant.quota:type_name -> relais.admin.v1.Quota
-	23, // 11: relais.admin.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	23, // 12: relais.admin.v1.Grant.revoked_at:type_name -> google.protobuf.Timestamp
-	11, // 13: relais.admin.v1.Grant.anomaly:type_name -> relais.admin.v1.AnomalyPolicy
-	8,  // 14: relais.admin.v1.AddGrantRequest.purposes:type_name -> relais.admin.v1.Purpose
-	23, // 15: relais.admin.v1.AddGrantRequest.not_before:type_name -> google.protobuf.Timestamp
-	23, // 16: relais.admin.v1.AddGrantRequest.not_after:type_name -> google.protobuf.Timestamp
-	9,  // 17: relais.admin.v1.AddGrantRequest.quota:type_name -> relais.admin.v1.Quota
-	11, // 18: relais.admin.v1.AddGrantRequest.anomaly:type_name -> relais.admin.v1.AnomalyPolicy
-	23, // 19: relais.admin.v1.ListGrantsRequest.expiring_before:type_name -> google.protobuf.Timestamp
-	10, // 20: relais.admin.v1.ListGrantsResponse.grants:type_name -> relais.admin.v1.Grant
-	23, // 21: relais.admin.v1.ExtendGrantRequest.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 22: relais.admin.v1.AddConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
-	2,  // 23: relais.admin.v1.GetConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
-	2,  // 24: relais.admin.v1.SetConsumerStatusResponse.consumer:type_name -> relais.admin.v1.Consumer
-	10, // 25: relais.admin.v1.AddGrantResponse.grant:type_name -> relais.admin.v1.Grant
-	10, // 26: relais.admin.v1.RevokeGrantResponse.grant:type_name -> relais.admin.v1.Grant
-	10, // 27: relais.admin.v1.ExtendGrantResponse.grant:type_name -> relais.admin.v1.Grant
-	3,  // 28: relais.admin.v1.ConsumerAdminService.AddConsumer:input_type -> relais.admin.v1.AddConsumerRequest
-	4,  // 29: relais.admin.v1.ConsumerAdminService.GetConsumer:input_type -> relais.admin.v1.GetConsumerRequest
-	5,  // 30: relais.admin.v1.ConsumerAdminService.ListConsumers:input_type -> relais.admin.v1.ListConsumersRequest
-	7,  // 31: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:input_type -> relais.admin.v1.SetConsumerStatusRequest
-	12, // 32: relais.admin.v1.GrantAdminService.AddGrant:input_type -> relais.admin.v1.AddGrantRequest
-	13, // 33: relais.admin.v1.GrantAdminService.ListGrants:input_type -> relais.admin.v1.ListGrantsRequest
-	15, // 34: relais.admin.v1.GrantAdminService.RevokeGrant:input_type -> relais.admin.v1.RevokeGrantRequest
-	16, // 35: relais.admin.v1.GrantAdminService.ExtendGrant:input_type -> relais.admin.v1.ExtendGrantRequest
-	17, // 36: relais.admin.v1.ConsumerAdminService.AddConsumer:output_type -> relais.admin.v1.AddConsumerResponse
-	18, // 37: relais.admin.v1.ConsumerAdminService.GetConsumer:output_type -> relais.admin.v1.GetConsumerResponse
-	6,  // 38: relais.admin.v1.ConsumerAdminService.ListConsumers:output_type -> relais.admin.v1.ListConsumersResponse
-	19, // 39: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:output_type -> relais.admin.v1.SetConsumerStatusResponse
-	20, // 40: relais.admin.v1.GrantAdminService.AddGrant:output_type -> relais.admin.v1.AddGrantResponse
-	14, // 41: relais.admin.v1.GrantAdminService.ListGrants:output_type -> relais.admin.v1.ListGrantsResponse
-	21, // 42: relais.admin.v1.GrantAdminService.RevokeGrant:output_type -> relais.admin.v1.RevokeGrantResponse
-	22, // 43: relais.admin.v1.GrantAdminService.ExtendGrant:output_type -> relais.admin.v1.ExtendGrantResponse
-	36, // [36:44] is the sub-list for method output_type
-	28, // [28:36] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	24, // 11: relais.admin.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	24, // 12: relais.admin.v1.Grant.revoked_at:type_name -> google.protobuf.Timestamp
+	12, // 13: relais.admin.v1.Grant.anomaly:type_name -> relais.admin.v1.AnomalyPolicy
+	11, // 14: relais.admin.v1.Grant.disclosure:type_name -> relais.admin.v1.Disclosure
+	25, // 15: relais.admin.v1.Disclosure.delay:type_name -> google.protobuf.Duration
+	8,  // 16: relais.admin.v1.AddGrantRequest.purposes:type_name -> relais.admin.v1.Purpose
+	24, // 17: relais.admin.v1.AddGrantRequest.not_before:type_name -> google.protobuf.Timestamp
+	24, // 18: relais.admin.v1.AddGrantRequest.not_after:type_name -> google.protobuf.Timestamp
+	9,  // 19: relais.admin.v1.AddGrantRequest.quota:type_name -> relais.admin.v1.Quota
+	12, // 20: relais.admin.v1.AddGrantRequest.anomaly:type_name -> relais.admin.v1.AnomalyPolicy
+	11, // 21: relais.admin.v1.AddGrantRequest.disclosure:type_name -> relais.admin.v1.Disclosure
+	24, // 22: relais.admin.v1.ListGrantsRequest.expiring_before:type_name -> google.protobuf.Timestamp
+	10, // 23: relais.admin.v1.ListGrantsResponse.grants:type_name -> relais.admin.v1.Grant
+	24, // 24: relais.admin.v1.ExtendGrantRequest.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 25: relais.admin.v1.AddConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
+	2,  // 26: relais.admin.v1.GetConsumerResponse.consumer:type_name -> relais.admin.v1.Consumer
+	2,  // 27: relais.admin.v1.SetConsumerStatusResponse.consumer:type_name -> relais.admin.v1.Consumer
+	10, // 28: relais.admin.v1.AddGrantResponse.grant:type_name -> relais.admin.v1.Grant
+	10, // 29: relais.admin.v1.RevokeGrantResponse.grant:type_name -> relais.admin.v1.Grant
+	10, // 30: relais.admin.v1.ExtendGrantResponse.grant:type_name -> relais.admin.v1.Grant
+	3,  // 31: relais.admin.v1.ConsumerAdminService.AddConsumer:input_type -> relais.admin.v1.AddConsumerRequest
+	4,  // 32: relais.admin.v1.ConsumerAdminService.GetConsumer:input_type -> relais.admin.v1.GetConsumerRequest
+	5,  // 33: relais.admin.v1.ConsumerAdminService.ListConsumers:input_type -> relais.admin.v1.ListConsumersRequest
+	7,  // 34: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:input_type -> relais.admin.v1.SetConsumerStatusRequest
+	13, // 35: relais.admin.v1.GrantAdminService.AddGrant:input_type -> relais.admin.v1.AddGrantRequest
+	14, // 36: relais.admin.v1.GrantAdminService.ListGrants:input_type -> relais.admin.v1.ListGrantsRequest
+	16, // 37: relais.admin.v1.GrantAdminService.RevokeGrant:input_type -> relais.admin.v1.RevokeGrantRequest
+	17, // 38: relais.admin.v1.GrantAdminService.ExtendGrant:input_type -> relais.admin.v1.ExtendGrantRequest
+	18, // 39: relais.admin.v1.ConsumerAdminService.AddConsumer:output_type -> relais.admin.v1.AddConsumerResponse
+	19, // 40: relais.admin.v1.ConsumerAdminService.GetConsumer:output_type -> relais.admin.v1.GetConsumerResponse
+	6,  // 41: relais.admin.v1.ConsumerAdminService.ListConsumers:output_type -> relais.admin.v1.ListConsumersResponse
+	20, // 42: relais.admin.v1.ConsumerAdminService.SetConsumerStatus:output_type -> relais.admin.v1.SetConsumerStatusResponse
+	21, // 43: relais.admin.v1.GrantAdminService.AddGrant:output_type -> relais.admin.v1.AddGrantResponse
+	15, // 44: relais.admin.v1.GrantAdminService.ListGrants:output_type -> relais.admin.v1.ListGrantsResponse
+	22, // 45: relais.admin.v1.GrantAdminService.RevokeGrant:output_type -> relais.admin.v1.RevokeGrantResponse
+	23, // 46: relais.admin.v1.GrantAdminService.ExtendGrant:output_type -> relais.admin.v1.ExtendGrantResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_relais_admin_v1_registry_proto_init() }
@@ -1600,7 +1723,7 @@ func file_relais_admin_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relais_admin_v1_registry_proto_rawDesc), len(file_relais_admin_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

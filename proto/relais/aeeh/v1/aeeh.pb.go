@@ -100,6 +100,12 @@ type GetDisabledChildAllowanceRequest struct {
 	AccessContext *v1.AccessContext `protobuf:"bytes,1,opt,name=access_context,json=accessContext,proto3" json:"access_context,omitempty"`
 	// subject is the civil identity of the parent or of the child.
 	Subject *v1.SubjectIdentity `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,4,opt,name=citizen_access_token,json=citizenAccessToken,proto3" json:"citizen_access_token,omitempty"`
 	// field_mask optionally narrows the response to the fields of
 	// GetDisabledChildAllowanceResponse it names. The answer holds the named
 	// fields the consumer's grant covers, plus the source metadata, which is
@@ -157,6 +163,13 @@ func (x *GetDisabledChildAllowanceRequest) GetSubject() *v1.SubjectIdentity {
 		return x.Subject
 	}
 	return nil
+}
+
+func (x *GetDisabledChildAllowanceRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		return x.CitizenAccessToken
+	}
+	return ""
 }
 
 func (x *GetDisabledChildAllowanceRequest) GetFieldMask() *fieldmaskpb.FieldMask {
@@ -235,12 +248,15 @@ var File_relais_aeeh_v1_aeeh_proto protoreflect.FileDescriptor
 
 const file_relais_aeeh_v1_aeeh_proto_rawDesc = "" +
 	"\n" +
-	"\x19relais/aeeh/v1/aeeh.proto\x12\x0erelais.aeeh.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xf2\x01\n" +
+	"\x19relais/aeeh/v1/aeeh.proto\x12\x0erelais.aeeh.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xe8\x02\n" +
 	" GetDisabledChildAllowanceRequest\x12N\n" +
-	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12C\n" +
-	"\asubject\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityB\x06\xbaH\x03\xc8\x01\x01R\asubject\x129\n" +
+	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12;\n" +
+	"\asubject\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityR\asubject\x12T\n" +
+	"\x14citizen_access_token\x18\x04 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$R\x12citizenAccessToken\x129\n" +
 	"\n" +
-	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask\"\xa4\x02\n" +
+	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask:&\xbaH#\"!\n" +
+	"\asubject\n" +
+	"\x14citizen_access_token\x10\x01\"\xa4\x02\n" +
 	"!GetDisabledChildAllowanceResponse\x12D\n" +
 	"\x06source\x18\x01 \x01(\v2 .relais.common.v1.SourceMetadataB\n" +
 	"\xbaH\x03\xc8\x01\x01\xc8\xf3\x18\x01R\x06source\x12_\n" +

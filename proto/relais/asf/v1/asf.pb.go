@@ -38,6 +38,12 @@ type GetFamilySupportAllowanceRequest struct {
 	AccessContext *v1.AccessContext `protobuf:"bytes,1,opt,name=access_context,json=accessContext,proto3" json:"access_context,omitempty"`
 	// subject is the person's civil identity.
 	Subject *v1.SubjectIdentity `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,4,opt,name=citizen_access_token,json=citizenAccessToken,proto3" json:"citizen_access_token,omitempty"`
 	// field_mask optionally narrows the response to the fields of
 	// GetFamilySupportAllowanceResponse it names. The answer holds the named fields the
 	// consumer's grant covers, plus the source metadata, which is always
@@ -95,6 +101,13 @@ func (x *GetFamilySupportAllowanceRequest) GetSubject() *v1.SubjectIdentity {
 		return x.Subject
 	}
 	return nil
+}
+
+func (x *GetFamilySupportAllowanceRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		return x.CitizenAccessToken
+	}
+	return ""
 }
 
 func (x *GetFamilySupportAllowanceRequest) GetFieldMask() *fieldmaskpb.FieldMask {
@@ -174,12 +187,15 @@ var File_relais_asf_v1_asf_proto protoreflect.FileDescriptor
 
 const file_relais_asf_v1_asf_proto_rawDesc = "" +
 	"\n" +
-	"\x17relais/asf/v1/asf.proto\x12\rrelais.asf.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xf2\x01\n" +
+	"\x17relais/asf/v1/asf.proto\x12\rrelais.asf.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xe8\x02\n" +
 	" GetFamilySupportAllowanceRequest\x12N\n" +
-	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12C\n" +
-	"\asubject\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityB\x06\xbaH\x03\xc8\x01\x01R\asubject\x129\n" +
+	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12;\n" +
+	"\asubject\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityR\asubject\x12T\n" +
+	"\x14citizen_access_token\x18\x04 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$R\x12citizenAccessToken\x129\n" +
 	"\n" +
-	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask\"\xa7\x02\n" +
+	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask:&\xbaH#\"!\n" +
+	"\asubject\n" +
+	"\x14citizen_access_token\x10\x01\"\xa7\x02\n" +
 	"!GetFamilySupportAllowanceResponse\x12D\n" +
 	"\x06source\x18\x01 \x01(\v2 .relais.common.v1.SourceMetadataB\n" +
 	"\xbaH\x03\xc8\x01\x01\xc8\xf3\x18\x01R\x06source\x12O\n" +

@@ -36,6 +36,12 @@ type GetCivicServiceStatusRequest struct {
 	AccessContext *v1.AccessContext `protobuf:"bytes,1,opt,name=access_context,json=accessContext,proto3" json:"access_context,omitempty"`
 	// subject is the person's civil identity.
 	Subject *v1.SubjectIdentity `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,4,opt,name=citizen_access_token,json=citizenAccessToken,proto3" json:"citizen_access_token,omitempty"`
 	// field_mask optionally narrows the response to the fields of
 	// GetCivicServiceStatusResponse it names: top-level ("current") or
 	// nested ("current.found", "past.end_date"). The answer holds the named
@@ -94,6 +100,13 @@ func (x *GetCivicServiceStatusRequest) GetSubject() *v1.SubjectIdentity {
 		return x.Subject
 	}
 	return nil
+}
+
+func (x *GetCivicServiceStatusRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		return x.CitizenAccessToken
+	}
+	return ""
 }
 
 func (x *GetCivicServiceStatusRequest) GetFieldMask() *fieldmaskpb.FieldMask {
@@ -254,12 +267,15 @@ var File_relais_civicservice_v1_civic_service_proto protoreflect.FileDescriptor
 
 const file_relais_civicservice_v1_civic_service_proto_rawDesc = "" +
 	"\n" +
-	"*relais/civicservice/v1/civic_service.proto\x12\x16relais.civicservice.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xee\x01\n" +
+	"*relais/civicservice/v1/civic_service.proto\x12\x16relais.civicservice.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xe4\x02\n" +
 	"\x1cGetCivicServiceStatusRequest\x12N\n" +
-	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12C\n" +
-	"\asubject\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityB\x06\xbaH\x03\xc8\x01\x01R\asubject\x129\n" +
+	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12;\n" +
+	"\asubject\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityR\asubject\x12T\n" +
+	"\x14citizen_access_token\x18\x04 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$R\x12citizenAccessToken\x129\n" +
 	"\n" +
-	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask\"\xc3\x01\n" +
+	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask:&\xbaH#\"!\n" +
+	"\asubject\n" +
+	"\x14citizen_access_token\x10\x01\"\xc3\x01\n" +
 	"\bContract\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x124\n" +
 	"\n" +

@@ -40,6 +40,7 @@ type GetJobSeekerStatusRequest struct {
 	//
 	//	*GetJobSeekerStatusRequest_Identity
 	//	*GetJobSeekerStatusRequest_FranceTravailId
+	//	*GetJobSeekerStatusRequest_CitizenAccessToken
 	Subject isGetJobSeekerStatusRequest_Subject `protobuf_oneof:"subject"`
 	// field_mask optionally narrows the response to the fields of
 	// GetJobSeekerStatusResponse it names: top-level ("category_code") or
@@ -119,6 +120,15 @@ func (x *GetJobSeekerStatusRequest) GetFranceTravailId() string {
 	return ""
 }
 
+func (x *GetJobSeekerStatusRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		if x, ok := x.Subject.(*GetJobSeekerStatusRequest_CitizenAccessToken); ok {
+			return x.CitizenAccessToken
+		}
+	}
+	return ""
+}
+
 func (x *GetJobSeekerStatusRequest) GetFieldMask() *fieldmaskpb.FieldMask {
 	if x != nil {
 		return x.FieldMask
@@ -141,9 +151,20 @@ type GetJobSeekerStatusRequest_FranceTravailId struct {
 	FranceTravailId string `protobuf:"bytes,3,opt,name=france_travail_id,json=franceTravailId,proto3,oneof"`
 }
 
+type GetJobSeekerStatusRequest_CitizenAccessToken struct {
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,5,opt,name=citizen_access_token,json=citizenAccessToken,proto3,oneof"`
+}
+
 func (*GetJobSeekerStatusRequest_Identity) isGetJobSeekerStatusRequest_Subject() {}
 
 func (*GetJobSeekerStatusRequest_FranceTravailId) isGetJobSeekerStatusRequest_Subject() {}
+
+func (*GetJobSeekerStatusRequest_CitizenAccessToken) isGetJobSeekerStatusRequest_Subject() {}
 
 // JobSeekerIdentity is the identity France Travail holds for the person.
 type JobSeekerIdentity struct {
@@ -323,11 +344,12 @@ var File_relais_jobseeker_v1_job_seeker_proto protoreflect.FileDescriptor
 
 const file_relais_jobseeker_v1_job_seeker_proto_rawDesc = "" +
 	"\n" +
-	"$relais/jobseeker/v1/job_seeker.proto\x12\x13relais.jobseeker.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xc0\x02\n" +
+	"$relais/jobseeker/v1/job_seeker.proto\x12\x13relais.jobseeker.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\x98\x03\n" +
 	"\x19GetJobSeekerStatusRequest\x12N\n" +
 	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12?\n" +
 	"\bidentity\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityH\x00R\bidentity\x12E\n" +
-	"\x11france_travail_id\x18\x03 \x01(\tB\x17\xbaH\x14r\x122\x10^[0-9A-Z]{8,11}$H\x00R\x0ffranceTravailId\x129\n" +
+	"\x11france_travail_id\x18\x03 \x01(\tB\x17\xbaH\x14r\x122\x10^[0-9A-Z]{8,11}$H\x00R\x0ffranceTravailId\x12V\n" +
+	"\x14citizen_access_token\x18\x05 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$H\x00R\x12citizenAccessToken\x129\n" +
 	"\n" +
 	"field_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMaskB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"\x9c\x01\n" +
@@ -398,6 +420,7 @@ func file_relais_jobseeker_v1_job_seeker_proto_init() {
 	file_relais_jobseeker_v1_job_seeker_proto_msgTypes[0].OneofWrappers = []any{
 		(*GetJobSeekerStatusRequest_Identity)(nil),
 		(*GetJobSeekerStatusRequest_FranceTravailId)(nil),
+		(*GetJobSeekerStatusRequest_CitizenAccessToken)(nil),
 	}
 	file_relais_jobseeker_v1_job_seeker_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}

@@ -40,6 +40,12 @@ type GetJobSeekerPaymentsRequest struct {
 	// france_travail_id is the job seeker's France Travail identifier
 	// (identifiant), 8 to 11 digits and capital letters.
 	FranceTravailId string `protobuf:"bytes,2,opt,name=france_travail_id,json=franceTravailId,proto3" json:"france_travail_id,omitempty"`
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,4,opt,name=citizen_access_token,json=citizenAccessToken,proto3" json:"citizen_access_token,omitempty"`
 	// field_mask optionally narrows the response to the fields of
 	// GetJobSeekerPaymentsResponse it names: top-level ("monthly_totals") or
 	// nested ("monthly_totals.total_cents"; through a repeated message the
@@ -98,6 +104,13 @@ func (x *GetJobSeekerPaymentsRequest) GetAccessContext() *v1.AccessContext {
 func (x *GetJobSeekerPaymentsRequest) GetFranceTravailId() string {
 	if x != nil {
 		return x.FranceTravailId
+	}
+	return ""
+}
+
+func (x *GetJobSeekerPaymentsRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		return x.CitizenAccessToken
 	}
 	return ""
 }
@@ -326,12 +339,15 @@ var File_relais_jobseekerpayments_v1_job_seeker_payments_proto protoreflect.File
 
 const file_relais_jobseekerpayments_v1_job_seeker_payments_proto_rawDesc = "" +
 	"\n" +
-	"5relais/jobseekerpayments/v1/job_seeker_payments.proto\x12\x1brelais.jobseekerpayments.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xed\x01\n" +
+	"5relais/jobseekerpayments/v1/job_seeker_payments.proto\x12\x1brelais.jobseekerpayments.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xf5\x02\n" +
 	"\x1bGetJobSeekerPaymentsRequest\x12N\n" +
 	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12C\n" +
-	"\x11france_travail_id\x18\x02 \x01(\tB\x17\xbaH\x14r\x122\x10^[0-9A-Z]{8,11}$R\x0ffranceTravailId\x129\n" +
+	"\x11france_travail_id\x18\x02 \x01(\tB\x17\xbaH\x14r\x122\x10^[0-9A-Z]{8,11}$R\x0ffranceTravailId\x12T\n" +
+	"\x14citizen_access_token\x18\x04 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$R\x12citizenAccessToken\x129\n" +
 	"\n" +
-	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask\"\xe7\x01\n" +
+	"field_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMask:0\xbaH-\"+\n" +
+	"\x11france_travail_id\n" +
+	"\x14citizen_access_token\x10\x01\"\xe7\x01\n" +
 	"\aPayment\x12,\n" +
 	"\fpayment_date\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xe0\xf3\x18\x01R\vpaymentDate\x12(\n" +
 	"\vtotal_cents\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\n" +

@@ -154,6 +154,7 @@ type GetSchoolingRequest struct {
 	//
 	//	*GetSchoolingRequest_Identity
 	//	*GetSchoolingRequest_Ine
+	//	*GetSchoolingRequest_CitizenAccessToken
 	Subject isGetSchoolingRequest_Subject `protobuf_oneof:"subject"`
 	// field_mask optionally narrows the response to the fields of
 	// GetSchoolingResponse it names: top-level ("is_enrolled") or nested
@@ -233,6 +234,15 @@ func (x *GetSchoolingRequest) GetIne() string {
 	return ""
 }
 
+func (x *GetSchoolingRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		if x, ok := x.Subject.(*GetSchoolingRequest_CitizenAccessToken); ok {
+			return x.CitizenAccessToken
+		}
+	}
+	return ""
+}
+
 func (x *GetSchoolingRequest) GetFieldMask() *fieldmaskpb.FieldMask {
 	if x != nil {
 		return x.FieldMask
@@ -255,9 +265,20 @@ type GetSchoolingRequest_Ine struct {
 	Ine string `protobuf:"bytes,3,opt,name=ine,proto3,oneof"`
 }
 
+type GetSchoolingRequest_CitizenAccessToken struct {
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,5,opt,name=citizen_access_token,json=citizenAccessToken,proto3,oneof"`
+}
+
 func (*GetSchoolingRequest_Identity) isGetSchoolingRequest_Subject() {}
 
 func (*GetSchoolingRequest_Ine) isGetSchoolingRequest_Subject() {}
+
+func (*GetSchoolingRequest_CitizenAccessToken) isGetSchoolingRequest_Subject() {}
 
 // PupilIdentity is the identity the ministry holds for the pupil.
 type PupilIdentity struct {
@@ -586,11 +607,12 @@ var File_relais_schooling_v1_schooling_proto protoreflect.FileDescriptor
 
 const file_relais_schooling_v1_schooling_proto_rawDesc = "" +
 	"\n" +
-	"#relais/schooling/v1/schooling.proto\x12\x13relais.schooling.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\x9e\x02\n" +
+	"#relais/schooling/v1/schooling.proto\x12\x13relais.schooling.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xf6\x02\n" +
 	"\x13GetSchoolingRequest\x12N\n" +
 	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12?\n" +
 	"\bidentity\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityH\x00R\bidentity\x12)\n" +
-	"\x03ine\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x129\n" +
+	"\x03ine\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x12V\n" +
+	"\x14citizen_access_token\x18\x05 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$H\x00R\x12citizenAccessToken\x129\n" +
 	"\n" +
 	"field_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMaskB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"\xa2\x01\n" +
@@ -695,6 +717,7 @@ func file_relais_schooling_v1_schooling_proto_init() {
 	file_relais_schooling_v1_schooling_proto_msgTypes[0].OneofWrappers = []any{
 		(*GetSchoolingRequest_Identity)(nil),
 		(*GetSchoolingRequest_Ine)(nil),
+		(*GetSchoolingRequest_CitizenAccessToken)(nil),
 	}
 	file_relais_schooling_v1_schooling_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}

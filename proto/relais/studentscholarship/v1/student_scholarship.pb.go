@@ -94,6 +94,7 @@ type GetStudentScholarshipRequest struct {
 	//
 	//	*GetStudentScholarshipRequest_Identity
 	//	*GetStudentScholarshipRequest_Ine
+	//	*GetStudentScholarshipRequest_CitizenAccessToken
 	Subject isGetStudentScholarshipRequest_Subject `protobuf_oneof:"subject"`
 	// field_mask optionally narrows the response to the fields of
 	// GetStudentScholarshipResponse it names ("echelon"). The answer holds
@@ -172,6 +173,15 @@ func (x *GetStudentScholarshipRequest) GetIne() string {
 	return ""
 }
 
+func (x *GetStudentScholarshipRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		if x, ok := x.Subject.(*GetStudentScholarshipRequest_CitizenAccessToken); ok {
+			return x.CitizenAccessToken
+		}
+	}
+	return ""
+}
+
 func (x *GetStudentScholarshipRequest) GetFieldMask() *fieldmaskpb.FieldMask {
 	if x != nil {
 		return x.FieldMask
@@ -193,9 +203,20 @@ type GetStudentScholarshipRequest_Ine struct {
 	Ine string `protobuf:"bytes,3,opt,name=ine,proto3,oneof"`
 }
 
+type GetStudentScholarshipRequest_CitizenAccessToken struct {
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,5,opt,name=citizen_access_token,json=citizenAccessToken,proto3,oneof"`
+}
+
 func (*GetStudentScholarshipRequest_Identity) isGetStudentScholarshipRequest_Subject() {}
 
 func (*GetStudentScholarshipRequest_Ine) isGetStudentScholarshipRequest_Subject() {}
+
+func (*GetStudentScholarshipRequest_CitizenAccessToken) isGetStudentScholarshipRequest_Subject() {}
 
 // GetStudentScholarshipResponse is the scholarship of one student.
 type GetStudentScholarshipResponse struct {
@@ -301,11 +322,12 @@ var File_relais_studentscholarship_v1_student_scholarship_proto protoreflect.Fil
 
 const file_relais_studentscholarship_v1_student_scholarship_proto_rawDesc = "" +
 	"\n" +
-	"6relais/studentscholarship/v1/student_scholarship.proto\x12\x1crelais.studentscholarship.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xa7\x02\n" +
+	"6relais/studentscholarship/v1/student_scholarship.proto\x12\x1crelais.studentscholarship.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xff\x02\n" +
 	"\x1cGetStudentScholarshipRequest\x12N\n" +
 	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12?\n" +
 	"\bidentity\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityH\x00R\bidentity\x12)\n" +
-	"\x03ine\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x129\n" +
+	"\x03ine\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x12V\n" +
+	"\x14citizen_access_token\x18\x05 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$H\x00R\x12citizenAccessToken\x129\n" +
 	"\n" +
 	"field_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMaskB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"\xe9\x04\n" +
@@ -376,6 +398,7 @@ func file_relais_studentscholarship_v1_student_scholarship_proto_init() {
 	file_relais_studentscholarship_v1_student_scholarship_proto_msgTypes[0].OneofWrappers = []any{
 		(*GetStudentScholarshipRequest_Identity)(nil),
 		(*GetStudentScholarshipRequest_Ine)(nil),
+		(*GetStudentScholarshipRequest_CitizenAccessToken)(nil),
 	}
 	file_relais_studentscholarship_v1_student_scholarship_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}

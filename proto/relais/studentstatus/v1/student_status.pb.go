@@ -97,6 +97,7 @@ type GetStudentStatusRequest struct {
 	//
 	//	*GetStudentStatusRequest_Identity
 	//	*GetStudentStatusRequest_Ine
+	//	*GetStudentStatusRequest_CitizenAccessToken
 	Subject isGetStudentStatusRequest_Subject `protobuf_oneof:"subject"`
 	// field_mask optionally narrows the response to the fields of
 	// GetStudentStatusResponse it names: top-level ("identity") or nested
@@ -177,6 +178,15 @@ func (x *GetStudentStatusRequest) GetIne() string {
 	return ""
 }
 
+func (x *GetStudentStatusRequest) GetCitizenAccessToken() string {
+	if x != nil {
+		if x, ok := x.Subject.(*GetStudentStatusRequest_CitizenAccessToken); ok {
+			return x.CitizenAccessToken
+		}
+	}
+	return ""
+}
+
 func (x *GetStudentStatusRequest) GetFieldMask() *fieldmaskpb.FieldMask {
 	if x != nil {
 		return x.FieldMask
@@ -199,9 +209,20 @@ type GetStudentStatusRequest_Ine struct {
 	Ine string `protobuf:"bytes,3,opt,name=ine,proto3,oneof"`
 }
 
+type GetStudentStatusRequest_CitizenAccessToken struct {
+	// citizen_access_token designates the subject by the citizen's own
+	// login: the citizen's OpenID Connect access token (FranceConnect-style
+	// login on the consumer's portal). The broker reads the identity from the
+	// identity provider; the token is never logged, stored or forwarded to a
+	// source. The consumer's grant must allow citizen login for this service.
+	CitizenAccessToken string `protobuf:"bytes,5,opt,name=citizen_access_token,json=citizenAccessToken,proto3,oneof"`
+}
+
 func (*GetStudentStatusRequest_Identity) isGetStudentStatusRequest_Subject() {}
 
 func (*GetStudentStatusRequest_Ine) isGetStudentStatusRequest_Subject() {}
+
+func (*GetStudentStatusRequest_CitizenAccessToken) isGetStudentStatusRequest_Subject() {}
 
 // Admission is one admission or enrolment in an establishment.
 type Admission struct {
@@ -427,11 +448,12 @@ var File_relais_studentstatus_v1_student_status_proto protoreflect.FileDescripto
 
 const file_relais_studentstatus_v1_student_status_proto_rawDesc = "" +
 	"\n" +
-	",relais/studentstatus/v1/student_status.proto\x12\x17relais.studentstatus.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xa2\x02\n" +
+	",relais/studentstatus/v1/student_status.proto\x12\x17relais.studentstatus.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1drelais/common/v1/common.proto\x1a\x1frelais/options/v1/options.proto\x1a\x1drelais/options/v1/rules.proto\"\xfa\x02\n" +
 	"\x17GetStudentStatusRequest\x12N\n" +
 	"\x0eaccess_context\x18\x01 \x01(\v2\x1f.relais.common.v1.AccessContextB\x06\xbaH\x03\xc8\x01\x01R\raccessContext\x12?\n" +
 	"\bidentity\x18\x02 \x01(\v2!.relais.common.v1.SubjectIdentityH\x00R\bidentity\x12)\n" +
-	"\x03ine\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x129\n" +
+	"\x03ine\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9A-Z]{11}$H\x00R\x03ine\x12V\n" +
+	"\x14citizen_access_token\x18\x05 \x01(\tB\"\xbaH\x1fr\x1d\x10\x01\x18\x80 2\x16^[A-Za-z0-9._~+/-]+=*$H\x00R\x12citizenAccessToken\x129\n" +
 	"\n" +
 	"field_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\tfieldMaskB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"\xa9\x02\n" +
@@ -515,6 +537,7 @@ func file_relais_studentstatus_v1_student_status_proto_init() {
 	file_relais_studentstatus_v1_student_status_proto_msgTypes[0].OneofWrappers = []any{
 		(*GetStudentStatusRequest_Identity)(nil),
 		(*GetStudentStatusRequest_Ine)(nil),
+		(*GetStudentStatusRequest_CitizenAccessToken)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
