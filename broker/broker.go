@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -186,6 +187,11 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if b.catalog == nil {
 		b.catalog = catalog.Default()
+	}
+	if v := reflect.ValueOf(b.citizens); b.citizens != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		// A nil *citizen.Resolver in the interface: not configured, not a
+		// resolver to call (it would panic on the first token).
+		b.citizens = nil
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)

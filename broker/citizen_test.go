@@ -449,3 +449,14 @@ func TestCitizenLoginWithTheDevProvider(t *testing.T) {
 		t.Fatal("the token is in the logs")
 	}
 }
+
+// A nil *citizen.Resolver given as Config.Citizens means not configured.
+func TestTypedNilResolverIsNotConfigured(t *testing.T) {
+	var none *citizen.Resolver
+	h := newHarness(t, registry.Quota{}, withCitizens(none))
+	client := familyquotientv1.NewFamilyQuotientServiceClient(h.conn(t, identity.KindConsumer, sirenLogin))
+	_, err := client.GetFamilyQuotient(context.Background(), tokenFQ(zoeToken))
+	if _, reason := reasonOf(t, err); reason != string(errcat.CitizenLoginNotConfigured) {
+		t.Fatalf("got %v, want citizen_login_not_configured", err)
+	}
+}

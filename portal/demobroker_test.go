@@ -47,6 +47,9 @@ const fraudPurpose = "controle_fraude"
 func prepareDemo(t *testing.T, dir string) *devenv.Env {
 	t.Helper()
 	ctx := context.Background()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	env, err := devenv.Prepare(ctx, dir, nil, catalog.Default(), time.Now, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -107,7 +107,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The tokens and the identity go no further than this function.
-	pseudonym := pseudonymOf(p.cfg.Pseudonyms, id)
+	pseudonym := p.cfg.Pseudonyms.OfIdentity(id)
 	if pseudonym == "" {
 		p.loginFailed(w, r, "identity", http.StatusBadGateway, "err_login_failed")
 		return

@@ -42,7 +42,6 @@ import (
 
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/broker/transparency"
-	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 )
 
@@ -346,12 +345,6 @@ func (p *Portal) lang(w http.ResponseWriter, r *http.Request) string {
 		setCookie(w, cookieLang, l, 365*24*3600)
 	}
 	return l
-}
-
-// pseudonymOf is the broker's pseudonym of a civil identity: the same
-// computation as for a data call designating this identity.
-func pseudonymOf(p *subject.Pseudonymizer, id *commonv1.SubjectIdentity) string {
-	return p.Of(&adminv1.SubjectAccessesRequest{Subject: &adminv1.SubjectAccessesRequest_Identity{Identity: id}})
 }
 
 // provider returns the discovered provider, discovering it if needed.

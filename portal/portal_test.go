@@ -592,7 +592,7 @@ func TestResolverRefusalOpensNoSession(t *testing.T) {
 func TestPseudonymIsTheBrokers(t *testing.T) {
 	p, _ := subject.New(testKey)
 	for _, label := range []string{zoe, camille} {
-		if got, want := pseudonymOf(p, identityOf(t, label)), brokerPseudonym(t, label); got != want || got == "" {
+		if got, want := p.OfIdentity(identityOf(t, label)), brokerPseudonym(t, label); got != want || got == "" {
 			t.Errorf("%s: portal pseudonym %s, broker's %s", label, got, want)
 		}
 	}
@@ -634,5 +634,30 @@ func TestCSVGuardsFormulas(t *testing.T) {
 	w.Flush()
 	if !strings.HasPrefix(b.String(), "'-2+3") {
 		t.Errorf("csv %q", b.String())
+	}
+}
+
+func TestLoginCancelledAtTheProvider(t *testing.T) {
+	s, _ := seeded(t, stackOptions{})
+	c := s.client()
+	resp, err := c.Get(s.base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp)
+	action, _ := resp.Request.URL.Parse("login")
+	out, err := c.PostForm(action.String(), url.Values{"authRequestID": {reRequestID.FindStringSubmatch(body)[1]}, "cancel": {"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readAll(t, out)
+	if out.Request.URL.Path != "/callback" || out.StatusCode != http.StatusBadRequest || !strings.Contains(page, "La connexion a été annulée.") {
+		t.Errorf("cancel: %s %d", out.Request.URL.Path, out.StatusCode)
+	}
+	if s.cookie(c, cookieSession) != "" {
+		t.Error("a cancelled login opened a session")
+	}
+	if got := testutil.ToFloat64(s.portal.m.logins.WithLabelValues("cancelled")); got != 1 {
+		t.Errorf("cancelled logins = %v", got)
 	}
 }

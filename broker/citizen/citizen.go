@@ -506,6 +506,7 @@ type claims struct {
 // audience is aud: one string or an array of them.
 type audience []string
 
+// UnmarshalJSON accepts both shapes RFC 7519 allows for aud.
 func (a *audience) UnmarshalJSON(b []byte) error {
 	var one string
 	if json.Unmarshal(b, &one) == nil {

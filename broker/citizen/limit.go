@@ -17,6 +17,7 @@ type limitedTransport struct {
 	limit int64
 }
 
+// RoundTrip refuses a declared length over the bound and bounds the rest.
 func (t limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
@@ -38,6 +39,7 @@ type limitedBody struct {
 	left int64
 }
 
+// Read reads within the bound and fails past it.
 func (b *limitedBody) Read(p []byte) (int, error) {
 	if b.left <= 0 {
 		// One more byte tells the end of the body from an overflow.
@@ -56,6 +58,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the underlying body.
 func (b *limitedBody) Close() error { return b.rc.Close() }
 
 // readAll reads a bounded response body.

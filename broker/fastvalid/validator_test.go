@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 
 	"buf.build/go/protovalidate"
@@ -110,4 +111,46 @@ func TestNoAllocationWhenValid(t *testing.T) {
 			t.Errorf("%s: %v allocations per valid call", mt.Descriptor().FullName(), n)
 		}
 	}
+}
+
+// TestConcurrent: one Validator serves every call of the broker; its
+// answers do not depend on other goroutines (run with -race).
+func TestConcurrent(t *testing.T) {
+	p := newPair(t)
+	s := &sampler{r: rand.New(rand.NewPCG(10, 10)), set: p.set, bad: 0.1}
+	var msgs []proto.Message
+	var want []string
+	for _, mt := range checkedTypes(t, p.set) {
+		for i := 0; i < 5; i++ {
+			m := s.message(mt, 0)
+			msgs = append(msgs, m)
+			want = append(want, errString(p.fast.Validate(m)))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, m := range msgs {
+				if got := errString(p.fast.Validate(m)); got != want[i] {
+					errs <- got + " != " + want[i]
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

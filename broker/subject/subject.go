@@ -98,7 +98,20 @@ func (p *Pseudonymizer) Of(req proto.Message) string {
 	if p == nil || req == nil {
 		return ""
 	}
-	canonical := Canonical(req)
+	return p.of(Canonical(req))
+}
+
+// OfIdentity is the pseudonym of a civil identity: the same as Of gives
+// for a request designating that identity (the transparency portal, for
+// the citizen who logged in).
+func (p *Pseudonymizer) OfIdentity(id *commonv1.SubjectIdentity) string {
+	if p == nil || id == nil {
+		return ""
+	}
+	return p.of(CanonicalIdentity(id))
+}
+
+func (p *Pseudonymizer) of(canonical string) string {
 	if canonical == "" {
 		return ""
 	}

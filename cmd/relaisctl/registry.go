@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -310,6 +312,12 @@ func grantsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// By consumer, service, then age: the registry's order (by
+				// random id) would shuffle a consumer's grants.
+				slices.SortStableFunc(resp.Grants, func(a, b *adminv1.Grant) int {
+					return cmp.Or(strings.Compare(a.GetConsumerSiret(), b.GetConsumerSiret()), strings.Compare(a.GetService(), b.GetService()),
+						a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()), strings.Compare(a.GetId(), b.GetId()))
+				})
 				return printGrants(out, af.format(), resp.GetGrants()...)
 			}
 		})

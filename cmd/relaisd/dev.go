@@ -39,10 +39,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	drainPeriod := fs.Duration("drain-period", 0, "on SIGTERM, stay not ready but serving this long before stopping (replicas behind a load balancer)")
 	replicaID := fs.String("replica-id", "", "with --postgres, this broker's name among the replicas of the database (its audit chain); default the first free of dev-1 … dev-9")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
-	idpListen := fs.String("idp-listen", "127.0.0.1:4446", "address of the local OpenID provider (FranceConnect-like) whose users are the sandbox's fictitious citizens: the identity of citizen-initiated calls and of the portal's logins")
+	idpListen := fs.String("idp-listen", "127.0.0.1:8445", "address of the local OpenID provider (FranceConnect-like) whose users are the sandbox's fictitious citizens: the identity of citizen-initiated calls and of the portal's logins")
 	idpIssuer := fs.String("idp-issuer", "", "the local OpenID provider's public URL when it is reached through a proxy (default https://<idp-listen address>)")
 	idpTokenLifetime := fs.Duration("idp-token-lifetime", 10*time.Minute, "lifetime of the access tokens the local OpenID provider issues")
-	portalListen := fs.String("portal-listen", "127.0.0.1:4447", "address of the citizens' transparency portal (who accessed my data); empty turns it off")
+	portalListen := fs.String("portal-listen", "127.0.0.1:8444", "address of the citizens' transparency portal (who accessed my data); empty turns it off")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
