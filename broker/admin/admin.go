@@ -81,6 +81,8 @@ type Server struct {
 	cfg       Config
 	validator protovalidate.Validator
 	chain     *callchain.Chain[*call]
+	// audit serves AuditAdminService when Config.AuditLog is set.
+	audit *auditQueries
 }
 
 // call is the state of one admin call.
@@ -107,6 +109,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, validator: v}
+	if cfg.AuditLog != nil {
+		if s.audit, err = newAuditQueries(cfg.AuditLog, cfg.Pseudonyms, cfg.Registry); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+	}
 	spec := callchain.Spec[*call]{
 		Kind: identity.KindOperator, Revocations: cfg.Revocations, Audit: cfg.Audit, Record: record,
 		Logger: cfg.Logger, LogMessage: "admin", Clock: cfg.Clock,
@@ -132,8 +139,8 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		srv.RegisterService(s.lazy(&adminv1.GrantAdminService_ServiceDesc), &grants{reg: s.cfg.Registry})
 	}
 	srv.RegisterService(s.lazy(&adminv1.SourceAdminService_ServiceDesc), &sources{list: s.cfg.Sources})
-	if s.cfg.AuditLog != nil {
-		srv.RegisterService(s.lazy(&adminv1.AuditAdminService_ServiceDesc), &auditQueries{log: s.cfg.AuditLog, pseudonyms: s.cfg.Pseudonyms, reg: s.cfg.Registry})
+	if s.audit != nil {
+		srv.RegisterService(s.lazy(&adminv1.AuditAdminService_ServiceDesc), s.audit)
 	}
 	if s.cfg.Anomalies != nil {
 		srv.RegisterService(s.lazy(&adminv1.AnomalyAdminService_ServiceDesc), &anomalies{list: s.cfg.Anomalies})

@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -14,6 +13,7 @@ import (
 	"github.com/relais-broker/relais/broker/errcat"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/subject"
+	"github.com/relais-broker/relais/broker/transparency"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
 
@@ -38,6 +38,33 @@ type auditQueries struct {
 	log        AuditReader
 	pseudonyms *subject.Pseudonymizer
 	reg        registry.Store
+	// transparency tells a subject's accesses (the portal's implementation).
+	transparency *transparency.Service
+}
+
+// newAuditQueries serves AuditAdminService over log and reg.
+func newAuditQueries(log AuditReader, pseudonyms *subject.Pseudonymizer, reg registry.Store) (*auditQueries, error) {
+	var tr transparency.Registry = noRegistry{}
+	if reg != nil {
+		tr = reg
+	}
+	t, err := transparency.New(transparency.Config{Audit: log, Registry: tr})
+	if err != nil {
+		return nil, err
+	}
+	return &auditQueries{log: log, pseudonyms: pseudonyms, reg: reg, transparency: t}, nil
+}
+
+// noRegistry names no body: the accesses of a broker configured without
+// a registry (tests) are told by SIRET only.
+type noRegistry struct{}
+
+func (noRegistry) Consumer(context.Context, string) (registry.Consumer, error) {
+	return registry.Consumer{}, registry.ErrNotFound
+}
+
+func (noRegistry) ListGrants(context.Context, registry.GrantFilter) ([]registry.Grant, error) {
+	return nil, nil
 }
 
 // QueryAudit lists records for operators, filtered, oldest first.
@@ -134,61 +161,25 @@ func (a *auditQueries) SubjectAccesses(ctx context.Context, req *adminv1.Subject
 	}
 	pseudonym := a.pseudonyms.Of(req)
 	setTarget(ctx, "subject "+pseudonym)
-	recs, err := a.log.Subject(ctx, pseudonym)
+	// The operators' view of what the portal tells the citizen: one
+	// implementation (broker/transparency), deferred accesses included.
+	accesses, err := a.transparency.Accesses(ctx, pseudonym, transparency.OperatorView)
 	if err != nil {
 		return nil, errcat.Wrap(errcat.Internal, err)
 	}
 	resp := &adminv1.SubjectAccessesResponse{}
-	names, purposes := map[string]string{}, map[string]grantPurposes{}
-	for _, r := range recs {
-		acc := &adminv1.SubjectAccess{Time: ts(r.Time), ConsumerSiret: r.Consumer, Purpose: r.Purpose, Method: r.Method, FieldsReturned: r.FieldsReturned, Code: r.Code,
-			SubjectOrigin: r.SubjectOrigin, DiscloseAfter: ts(r.DiscloseAfter)}
-		if a.reg != nil {
-			if _, ok := names[r.Consumer]; !ok {
-				c, _ := a.reg.Consumer(ctx, r.Consumer)
-				names[r.Consumer] = c.Name
-				purposes[r.Consumer] = purposesOf(ctx, a.reg, r.Consumer)
-			}
-			p := purposes[r.Consumer].of(r.Method, r.Purpose)
-			acc.ConsumerName, acc.PurposeLabel, acc.LegalBasis = names[r.Consumer], p.Label, p.LegalBasis
+	// Oldest first, as this API always answered.
+	for i := len(accesses) - 1; i >= 0; i-- {
+		x := accesses[i]
+		acc := &adminv1.SubjectAccess{Time: ts(x.Time), ConsumerSiret: x.Body.SIRET, ConsumerName: x.Body.Name, Purpose: x.Purpose.Code,
+			PurposeLabel: x.Purpose.Label, LegalBasis: x.Purpose.LegalBasis, Method: x.Method, FieldsReturned: x.FieldsReturned, Code: x.Code,
+			DiscloseAfter: ts(x.DiscloseAfter)}
+		if x.CitizenInitiated {
+			acc.SubjectOrigin = audit.OriginCitizenLogin
 		}
 		resp.Accesses = append(resp.Accesses, acc)
 	}
 	return resp, nil
-}
-
-// grantPurposes are a consumer's declared purposes, from its grants
-// (revoked ones included: the access may predate the revocation), by
-// service and by code alone.
-type grantPurposes struct {
-	byService map[string]map[string]registry.Purpose
-	byCode    map[string]registry.Purpose
-}
-
-func purposesOf(ctx context.Context, reg registry.Store, siret string) grantPurposes {
-	out := grantPurposes{byService: map[string]map[string]registry.Purpose{}, byCode: map[string]registry.Purpose{}}
-	grants, _ := reg.ListGrants(ctx, registry.GrantFilter{Consumer: siret})
-	for _, g := range grants {
-		if out.byService[g.Service] == nil {
-			out.byService[g.Service] = map[string]registry.Purpose{}
-		}
-		for _, p := range g.Purposes {
-			out.byService[g.Service][p.Code] = p
-			out.byCode[p.Code] = p
-		}
-	}
-	return out
-}
-
-// of returns the purpose code as declared in the grant of the method's
-// service ("/pkg.Service/Method"), else in any grant of the consumer, else
-// the zero purpose.
-func (g grantPurposes) of(method, code string) registry.Purpose {
-	service, _, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
-	if p, ok := g.byService[service][code]; ok {
-		return p
-	}
-	return g.byCode[code]
 }
 
 func auditPB(r audit.Record) *adminv1.AuditRecord {

@@ -48,6 +48,16 @@ var (
 // demoQuota is API particulier's default: 20 calls per second.
 var demoQuota = registry.Quota{RatePerSecond: 20, Burst: 40}
 
+// DeferredService is the service whose accesses by the CCAS are disclosed
+// to the citizen late (DeferredDisclosure): the dev portal shows its
+// notice, and `relaisctl audit deferred` lists these accesses.
+const DeferredService = "relais.rsa.v1.RsaStatusService"
+
+// DeferredDisclosure is the deferral of the CCAS's RSA checks: a control
+// of the aids it grants, disclosed 90 days later.
+var DeferredDisclosure = registry.Disclosure{Delay: 90 * 24 * time.Hour,
+	LegalReference: "Code de la sécurité sociale, art. L114-9 (contrôle des aides, démo)"}
+
 // DemoData returns the demo consumers and their grants, valid for a year
 // from now.
 func DemoData(cat *catalog.Catalog, now time.Time) ([]registry.Consumer, []registry.Grant) {
@@ -78,11 +88,15 @@ func DemoData(cat *catalog.Catalog, now time.Time) ([]registry.Consumer, []regis
 		"relais.jobseekerpayments.v1.JobSeekerPaymentsService": {"job_seeker_payments.monthly"},
 	}
 	for svc, scopes := range limited {
-		grants = append(grants, registry.Grant{
+		g := registry.Grant{
 			ID: "demo-limited-" + svc, Consumer: LimitedConsumer.SIRET, Service: svc, Scopes: scope.Of(scopes...),
 			Purposes:  []registry.Purpose{purposeSocialAid},
 			NotBefore: from, NotAfter: to, Quota: demoQuota,
-		})
+		}
+		if svc == DeferredService {
+			g.Disclosure = DeferredDisclosure
+		}
+		grants = append(grants, g)
 	}
 	consumers := []registry.Consumer{
 		// Fictitious contacts (the .example domain never delivers): dev mode's

@@ -1,7 +1,9 @@
 package seglog_test
 
 import (
+	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/relais-broker/relais/broker/audit/auditlog"
@@ -24,5 +26,37 @@ func TestStorageConformance(t *testing.T) {
 					return open(t, closed.(*seglog.Store).Dir())
 				}))
 		})
+	}
+}
+
+// TestOneWriterAndNoReaderWhileItWrites: a second writer is refused, and
+// so is an offline reader while the broker runs (verify online or a
+// copy); once it stops, the reader opens. A directory that is not a log
+// is refused read-only.
+func TestOneWriterAndNoReaderWhileItWrites(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	st, err := seglog.OpenStore(dir, seglog.StoreOptions{SegmentSize: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seglog.OpenStore(dir, seglog.StoreOptions{}); err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("second writer: %v", err)
+	}
+	if _, err := seglog.OpenStoreReadOnly(dir); err == nil || !strings.Contains(err.Error(), "in use by a running broker") {
+		t.Fatalf("reader while the writer runs: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := seglog.OpenStoreReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.Commit(context.Background(), nil, nil); err == nil {
+		t.Fatal("a read-only store committed")
+	}
+	ro.Close()
+	if _, err := seglog.OpenStoreReadOnly(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a Relais audit log") {
+		t.Fatalf("an empty directory read-only: %v", err)
 	}
 }

@@ -165,18 +165,21 @@ func (s *Store) open() error {
 		flag = os.O_RDONLY
 	}
 	lf, err := os.OpenFile(filepath.Join(s.dir, lockName), flag, 0o600)
-	if err != nil {
-		if s.readOnly && errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s is not a Relais audit log directory", s.dir)
-		}
+	switch {
+	case s.readOnly && errors.Is(err, os.ErrNotExist):
+		// A copy of the segments without the lock file: nobody writes it.
+	case err != nil:
 		return fmt.Errorf("audit: open %s: %w", s.dir, err)
+	default:
+		s.lock = lf
 	}
-	s.lock = lf
-	if err := lockFile(lf, !s.readOnly); err != nil {
-		if s.readOnly {
-			return fmt.Errorf("audit log %s is in use by a running broker: verify it online (relaisctl audit verify --online) or verify a copy", s.dir)
+	if s.lock != nil {
+		if err := lockFile(lf, !s.readOnly); err != nil {
+			if s.readOnly {
+				return fmt.Errorf("audit log %s is in use by a running broker: verify it online (relaisctl audit verify --online) or verify a copy", s.dir)
+			}
+			return fmt.Errorf("audit log %s is locked by another process", s.dir)
 		}
-		return fmt.Errorf("audit log %s is locked by another process", s.dir)
 	}
 	if !s.readOnly {
 		if err := s.removeLeftovers(); err != nil {
@@ -474,8 +477,10 @@ func (s *Store) Close() error {
 			err = cerr
 		}
 	}
-	if cerr := s.lock.Close(); err == nil {
-		err = cerr
+	if s.lock != nil {
+		if cerr := s.lock.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
@@ -994,6 +999,13 @@ func (s *Store) Purge(ctx context.Context, before time.Time, boundary func(chain
 	for _, sg := range gone {
 		if err := os.Remove(filepath.Join(s.dir, sg.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return 0, fmt.Errorf("audit: purge: remove segment %s: %w", sg.name, err)
+		}
+		// The torn tails saved from it are as old as its records.
+		torn, _ := filepath.Glob(filepath.Join(s.dir, sg.name+".torn-*"))
+		for _, f := range torn {
+			if err := os.Remove(f); err != nil {
+				return 0, fmt.Errorf("audit: purge: %w", err)
+			}
 		}
 	}
 	if len(gone) > 0 {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package fastvalid
+
+const raceEnabled = false
