@@ -20,6 +20,8 @@ lint:
 generate:
 	buf generate
 	buf generate --template buf.gen.docs.yaml
+	broker/fastvalid/internal/testpb/gen.sh
+	go generate ./broker/fastvalid
 	go test ./broker/catalog ./broker/errcat ./adapters/sandbox -run TestDocsInStep -args -update >/dev/null
 	$(MAKE) --no-print-directory bundle
 
@@ -49,6 +51,10 @@ check-generated:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	buf generate -o "$$tmp" && \
 	buf generate --template buf.gen.docs.yaml -o "$$tmp" && \
+	mkdir -p "$$tmp/broker/fastvalid/internal/testpb" && \
+	go run ./broker/fastvalid/internal/gen -o "$$tmp/broker/fastvalid/rules_gen.go" && \
+	go run ./broker/fastvalid/internal/gen -test -o "$$tmp/broker/fastvalid/rules_testkinds_gen_test.go" && \
+	broker/fastvalid/internal/testpb/gen.sh "$$tmp/broker/fastvalid/internal/testpb/kinds.pb.go" && \
 	$(MAKE) --no-print-directory bundle-into BUNDLE_OUT="$$tmp/docs/proto" >/dev/null && \
 	status=0 && \
 	while IFS= read -r f; do \

@@ -88,6 +88,28 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			}
 		}
 	}
+	kp := kindsPair(t)
+	kdir := filepath.Join("testdata", "fuzz", "FuzzKinds")
+	if err := os.RemoveAll(kdir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for idx, mt := range kindsTypes() {
+		for k := 0; k < 8; k++ {
+			s := &sampler{r: rand.New(rand.NewPCG(11, uint64(k))), set: kp.set, bad: []float64{0, 0.05, 0.2, 0.5}[k%4]}
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.message(mt, 0))
+			if err != nil {
+				continue
+			}
+			body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(append([]byte{byte(idx)}, b...))) + ")\n"
+			name := fmt.Sprintf("sample-%s-%d", strings.ToLower(string(mt.Descriptor().Name())), k)
+			if err := os.WriteFile(filepath.Join(kdir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for idx, mt := range types {
 		for k, valid := range []bool{true, false, false} {
 			s := &sampler{r: rand.New(rand.NewPCG(4, uint64(k))), set: p.set, valid: valid}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"regexp/syntax"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,6 +75,11 @@ func (p *pair) diff(msg proto.Message) (string, int) {
 	case a == nil || b == nil || !okA || !okB:
 		return fmt.Sprintf("verdicts differ: protovalidate %v, fastvalid %v", a, b), 0
 	}
+	if bigMap(msg.ProtoReflect()) {
+		// Both range over Go maps: entry order is random in each.
+		sortViolations(va.Violations)
+		sortViolations(vb.Violations)
+	}
 	if len(va.Violations) != len(vb.Violations) {
 		return fmt.Sprintf("%d violations from protovalidate, %d from fastvalid:\n%v\n---\n%v", len(va.Violations), len(vb.Violations), a, b), len(va.Violations)
 	}
@@ -90,6 +96,38 @@ func (p *pair) diff(msg proto.Message) (string, int) {
 		}
 	}
 	return "", len(va.Violations)
+}
+
+// bigMap says whether a map with two entries or more is set anywhere in m.
+func bigMap(m protoreflect.Message) bool {
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			found = v.Map().Len() > 1
+			if !found && fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, e protoreflect.Value) bool {
+					found = bigMap(e.Message())
+					return !found
+				})
+			}
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len() && !found; i++ {
+				found = bigMap(v.List().Get(i).Message())
+			}
+		case fd.Message() != nil && !fd.IsList():
+			found = bigMap(v.Message())
+		}
+		return !found
+	})
+	return found
+}
+
+func sortViolations(vs []*protovalidate.Violation) {
+	key := func(v *protovalidate.Violation) string {
+		return protovalidate.FieldPathString(v.Proto.GetField()) + "\x00" + v.Proto.GetRuleId() + "\x00" + v.Proto.GetMessage() + fmt.Sprint(v.Proto.GetForKey())
+	}
+	sort.SliceStable(vs, func(i, j int) bool { return key(vs[i]) < key(vs[j]) })
 }
 
 func descName(d protoreflect.FieldDescriptor) protoreflect.FullName {
@@ -225,6 +263,36 @@ func (s *sampler) fillPlain(m protoreflect.Message, depth int) {
 
 func (s *sampler) setField(m protoreflect.Message, f *model.Field, depth int) {
 	fd := f.Desc
+	if fd.IsMap() {
+		mp := m.Mutable(fd).Map()
+		lo, hi := 0, 3
+		if f.Map != nil && f.Map.HasMinPairs() {
+			lo = int(f.Map.GetMinPairs())
+		}
+		if f.Map != nil && f.Map.HasMaxPairs() {
+			hi = int(f.Map.GetMaxPairs())
+			if !s.valid && s.chance(0.2) {
+				hi++
+			}
+		}
+		if !s.valid && s.chance(0.2) {
+			lo = 0
+		}
+		for n := lo + s.r.IntN(hi-lo+1); n > 0; n-- {
+			k := s.scalar(fd.MapKey(), f.Keys)
+			var v protoreflect.Value
+			if fd.MapValue().Message() != nil {
+				v = mp.NewValue()
+				if depth < 4 {
+					s.fill(v.Message(), depth+1)
+				}
+			} else {
+				v = s.scalar(fd.MapValue(), f.Vals)
+			}
+			mp.Set(k.MapKey(), v)
+		}
+		return
+	}
 	if fd.IsList() {
 		n := s.listLen(f)
 		l := m.Mutable(fd).List()
@@ -281,6 +349,13 @@ func (s *sampler) value(m protoreflect.Message, f *model.Field, rules *model.Val
 			s.fill(sub, depth+1)
 		}
 		return protoreflect.ValueOfMessage(sub)
+	}
+	return s.scalar(fd, rules)
+}
+
+// scalar returns a value of a scalar kind for rules.
+func (s *sampler) scalar(fd protoreflect.FieldDescriptor, rules *model.Value) protoreflect.Value {
+	switch {
 	case fd.Kind() == protoreflect.StringKind:
 		return protoreflect.ValueOfString(s.str(rules))
 	case fd.Kind() == protoreflect.EnumKind:

@@ -2,6 +2,7 @@ package fastvalid
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -18,7 +19,7 @@ import (
 
 // kindsPair compares protovalidate with the generated checks of the
 // test-only messages (rules_testkinds_gen_test.go).
-func kindsPair(t *testing.T) *pair {
+func kindsPair(t testing.TB) *pair {
 	p := newPair(t)
 	set, err := model.LoadMessages((*testpb.Kinds)(nil).ProtoReflect().Descriptor())
 	if err != nil {
@@ -28,7 +29,7 @@ func kindsPair(t *testing.T) *pair {
 	p.check = func(msg proto.Message) error {
 		s := state{nowFn: p.fast.nowFn}
 		if !checkTestKinds(msg, &s) {
-			t.Fatalf("%T has no test checks", msg)
+			panic(fmt.Sprintf("%T has no test checks", msg))
 		}
 		return s.result()
 	}
@@ -48,13 +49,15 @@ func TestKindsDifferential(t *testing.T) {
 		"sint32.gt", "sint64.lte", "fixed32.gte", "fixed64.const", "sfixed32.lt", "sfixed64.gte_lt",
 		"double.gt_lte", "double.finite", "float.gte", "float.not_in", "int32.lt", "int32.gt", "enum.const",
 		"enum.in", "enum.defined_only", "repeated.unique", "repeated.max_items", "repeated.min_items",
+		"map.min_pairs", "map.max_pairs", "uint64.lte",
 	}
 	seen := map[string]int{}
 	n := 20000
 	if testing.Short() {
 		n = 2000
 	}
-	for _, mt := range []protoreflect.MessageType{(*testpb.Kinds)(nil).ProtoReflect().Type(), (*testpb.Leaf)(nil).ProtoReflect().Type()} {
+	forKey := 0
+	for _, mt := range []protoreflect.MessageType{(*testpb.Kinds)(nil).ProtoReflect().Type(), (*testpb.Leaf)(nil).ProtoReflect().Type(), (*testpb.Maps)(nil).ProtoReflect().Type()} {
 		s := &sampler{r: rand.New(rand.NewPCG(9, 9)), set: p.set}
 		valid := 0
 		for i := 0; i < n; i++ {
@@ -68,12 +71,18 @@ func TestKindsDifferential(t *testing.T) {
 			if errors.As(p.ref.Validate(msg), &verr) {
 				for _, v := range verr.Violations {
 					seen[v.Proto.GetRuleId()]++
+					if v.Proto.GetForKey() {
+						forKey++
+					}
 				}
 			}
 		}
 		if mt.Descriptor().Name() == "Leaf" && valid == 0 {
 			t.Fatal("no valid Leaf")
 		}
+	}
+	if forKey == 0 {
+		t.Fatal("no map key violation")
 	}
 	var missing []string
 	for _, id := range want {
@@ -107,4 +116,28 @@ func TestKindsGeneratedInStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertFile(t, "rules_testkinds_gen_test.go", want)
+}
+
+func kindsTypes() []protoreflect.MessageType {
+	return []protoreflect.MessageType{(*testpb.Kinds)(nil).ProtoReflect().Type(), (*testpb.Leaf)(nil).ProtoReflect().Type(), (*testpb.Maps)(nil).ProtoReflect().Type()}
+}
+
+// FuzzKinds is FuzzDifferential on the test-only messages of every rule
+// kind (maps, floating point, unsigned…).
+func FuzzKinds(f *testing.F) {
+	p := kindsPair(f)
+	types := kindsTypes()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		mt := types[int(data[0])%len(types)]
+		msg := mt.New().Interface()
+		if err := proto.Unmarshal(data[1:], msg); err != nil {
+			return
+		}
+		if d, _ := p.diff(msg); d != "" {
+			t.Fatalf("%s: %s\n%v", mt.Descriptor().FullName(), d, msg)
+		}
+	})
 }

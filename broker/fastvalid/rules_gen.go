@@ -770,19 +770,19 @@ func checkRelaisFamilyquotientV1GetFamilyQuotientResponse(m *familyquotientv1.Ge
 	}
 	// value
 	if m.Value != nil {
-		if false || *m.Value > 100000 || *m.Value < 0 {
+		if *m.Value > 100000 || *m.Value < 0 {
 			s.add(fldRelaisFamilyquotientV1GetFamilyQuotientResponseValue, site13, "int32.gte_lte", "must be greater than or equal to 0 and less than or equal to 100000", protoreflect.ValueOfInt32(*m.Value), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// reference_year
 	if m.ReferenceYear != nil {
-		if false || *m.ReferenceYear > 2100 || *m.ReferenceYear < 2000 {
+		if *m.ReferenceYear > 2100 || *m.ReferenceYear < 2000 {
 			s.add(fldRelaisFamilyquotientV1GetFamilyQuotientResponseReferenceYear, site13, "int32.gte_lte", "must be greater than or equal to 2000 and less than or equal to 2100", protoreflect.ValueOfInt32(*m.ReferenceYear), protoreflect.ValueOfInt32(2000))
 		}
 	}
 	// reference_month
 	if m.ReferenceMonth != nil {
-		if false || *m.ReferenceMonth > 12 || *m.ReferenceMonth < 1 {
+		if *m.ReferenceMonth > 12 || *m.ReferenceMonth < 1 {
 			s.add(fldRelaisFamilyquotientV1GetFamilyQuotientResponseReferenceMonth, site13, "int32.gte_lte", "must be greater than or equal to 1 and less than or equal to 12", protoreflect.ValueOfInt32(*m.ReferenceMonth), protoreflect.ValueOfInt32(1))
 		}
 	}
@@ -1044,13 +1044,13 @@ func checkRelaisJobseekerpaymentsV1MonthlyTotal(m *jobseekerpaymentsv1.MonthlyTo
 	}
 	// total_cents
 	{
-		if false || m.TotalCents < 0 {
+		if m.TotalCents < 0 {
 			s.add(fldRelaisJobseekerpaymentsV1MonthlyTotalTotalCents, site13, "int32.gte", "must be greater than or equal to 0", protoreflect.ValueOfInt32(m.TotalCents), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// allowances_cents
 	{
-		if false || m.AllowancesCents < 0 {
+		if m.AllowancesCents < 0 {
 			s.add(fldRelaisJobseekerpaymentsV1MonthlyTotalAllowancesCents, site13, "int32.gte", "must be greater than or equal to 0", protoreflect.ValueOfInt32(m.AllowancesCents), protoreflect.ValueOfInt32(0))
 		}
 	}
@@ -1066,25 +1066,25 @@ func checkRelaisJobseekerpaymentsV1Payment(m *jobseekerpaymentsv1.Payment, s *st
 	}
 	// total_cents
 	{
-		if false || m.TotalCents < 0 {
+		if m.TotalCents < 0 {
 			s.add(fldRelaisJobseekerpaymentsV1PaymentTotalCents, site13, "int32.gte", "must be greater than or equal to 0", protoreflect.ValueOfInt32(m.TotalCents), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// allowances_cents
 	{
-		if false || m.AllowancesCents < 0 {
+		if m.AllowancesCents < 0 {
 			s.add(fldRelaisJobseekerpaymentsV1PaymentAllowancesCents, site13, "int32.gte", "must be greater than or equal to 0", protoreflect.ValueOfInt32(m.AllowancesCents), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// aids_cents
 	{
-		if false || m.AidsCents < 0 {
+		if m.AidsCents < 0 {
 			s.add(fldRelaisJobseekerpaymentsV1PaymentAidsCents, site13, "int32.gte", "must be greater than or equal to 0", protoreflect.ValueOfInt32(m.AidsCents), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// other_cents
 	{
-		if false || m.OtherCents < 0 {
+		if m.OtherCents < 0 {
 			s.add(fldRelaisJobseekerpaymentsV1PaymentOtherCents, site13, "int32.gte", "must be greater than or equal to 0", protoreflect.ValueOfInt32(m.OtherCents), protoreflect.ValueOfInt32(0))
 		}
 	}
@@ -1321,7 +1321,7 @@ func checkRelaisSchoolingV1GetSchoolingResponse(m *schoolingv1.GetSchoolingRespo
 	}
 	// scholarship_echelon
 	if m.ScholarshipEchelon != nil {
-		if false || *m.ScholarshipEchelon > 6 || *m.ScholarshipEchelon < 1 {
+		if *m.ScholarshipEchelon > 6 || *m.ScholarshipEchelon < 1 {
 			s.add(fldRelaisSchoolingV1GetSchoolingResponseScholarshipEchelon, site13, "int32.gte_lte", "must be greater than or equal to 1 and less than or equal to 6", protoreflect.ValueOfInt32(*m.ScholarshipEchelon), protoreflect.ValueOfInt32(1))
 		}
 	}
@@ -1407,7 +1407,7 @@ func checkRelaisStudentscholarshipV1GetStudentScholarshipResponse(m *studentscho
 	}
 	// echelon
 	if m.Echelon != nil {
-		if false || *m.Echelon > 7 || *m.Echelon < 0 {
+		if *m.Echelon > 7 || *m.Echelon < 0 {
 			s.add(fldRelaisStudentscholarshipV1GetStudentScholarshipResponseEchelon, site13, "int32.gte_lte", "must be greater than or equal to 0 and less than or equal to 7", protoreflect.ValueOfInt32(*m.Echelon), protoreflect.ValueOfInt32(0))
 		}
 	}

@@ -60,8 +60,14 @@ var (
 	fldRelaisFastvalidtestV1KindsFreeLeaf      = newField((*testpb.Kinds)(nil), 44)
 	fldRelaisFastvalidtestV1KindsOptLeaf       = newField((*testpb.Kinds)(nil), 45)
 	fldRelaisFastvalidtestV1KindsFlag          = newField((*testpb.Kinds)(nil), 46)
+	fldRelaisFastvalidtestV1KindsMaps          = newField((*testpb.Kinds)(nil), 47)
 	fldRelaisFastvalidtestV1LeafName           = newField((*testpb.Leaf)(nil), 1)
 	fldRelaisFastvalidtestV1LeafWeight         = newField((*testpb.Leaf)(nil), 2)
+	fldRelaisFastvalidtestV1MapsLeafMap        = newField((*testpb.Maps)(nil), 1)
+	fldRelaisFastvalidtestV1MapsCodes          = newField((*testpb.Maps)(nil), 2)
+	fldRelaisFastvalidtestV1MapsFlags          = newField((*testpb.Maps)(nil), 3)
+	fldRelaisFastvalidtestV1MapsColors         = newField((*testpb.Maps)(nil), 4)
+	fldRelaisFastvalidtestV1MapsPlain          = newField((*testpb.Maps)(nil), 5)
 )
 
 // Rule sites: rule paths and rule descriptors.
@@ -107,12 +113,20 @@ var (
 	tsite38 = newSite(rule(fieldRules, "repeated"), rule(repeatedRules, "items"), rule(fieldRules, "enum"), rule(enumRules, "defined_only"))           // repeated.items.enum.defined_only
 	tsite39 = newSite(rule(fieldRules, "string"), rule(stringRules, "max_len"))                                                                        // string.max_len
 	tsite40 = newSite(rule(fieldRules, "int32"), rule((*validate.Int32Rules)(nil), "gt"))                                                              // int32.gt
+	tsite41 = newSite(rule(fieldRules, "map"), rule(mapRules, "min_pairs"))                                                                            // map.min_pairs
+	tsite42 = newSite(rule(fieldRules, "map"), rule(mapRules, "max_pairs"))                                                                            // map.max_pairs
+	tsite43 = newSite(rule(fieldRules, "map"), rule(mapRules, "keys"), rule(fieldRules, "string"), rule(stringRules, "min_len"))                       // map.keys.string.min_len
+	tsite44 = newSite(rule(fieldRules, "map"), rule(mapRules, "keys"), rule(fieldRules, "int32"), rule((*validate.Int32Rules)(nil), "gt"))             // map.keys.int32.gt
+	tsite45 = newSite(rule(fieldRules, "map"), rule(mapRules, "values"), rule(fieldRules, "string"), rule(stringRules, "pattern"))                     // map.values.string.pattern
+	tsite46 = newSite(rule(fieldRules, "map"), rule(mapRules, "values"), rule(fieldRules, "uint64"), rule((*validate.UInt64Rules)(nil), "lte"))        // map.values.uint64.lte
+	tsite47 = newSite(rule(fieldRules, "map"), rule(mapRules, "values"), rule(fieldRules, "enum"), rule(enumRules, "defined_only"))                    // map.values.enum.defined_only
 )
 
 // Patterns, compiled once (RE2, as protovalidate's native rules).
 var (
 	tre0 = regexp.MustCompile("^[a-c]+$")
 	tre1 = regexp.MustCompile("^[a-z]+$")
+	tre2 = regexp.MustCompile("^[A-Z]+$")
 )
 
 // checkRelaisFastvalidtestV1Kinds checks a relais.fastvalidtest.v1.Kinds.
@@ -211,13 +225,13 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 	}
 	// i64
 	{
-		if false || m.I64 > 5 || m.I64 < -5 {
+		if m.I64 > 5 || m.I64 < -5 {
 			s.add(fldRelaisFastvalidtestV1KindsI64, tsite14, "int64.gte_lte", "must be greater than or equal to -5 and less than or equal to 5", protoreflect.ValueOfInt64(m.I64), protoreflect.ValueOfInt64(-5))
 		}
 	}
 	// i64_excl
 	{
-		if false || (m.I64Excl >= -5 && m.I64Excl <= 5) {
+		if m.I64Excl >= -5 && m.I64Excl <= 5 {
 			s.add(fldRelaisFastvalidtestV1KindsI64Excl, tsite15, "int64.gt_lt_exclusive", "must be greater than 5 or less than -5", protoreflect.ValueOfInt64(m.I64Excl), protoreflect.ValueOfInt64(5))
 		}
 	}
@@ -232,25 +246,25 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 		if m.U64 == uint64(0) || m.U64 == uint64(9) {
 			s.add(fldRelaisFastvalidtestV1KindsU64, tsite17, "uint64.not_in", "must not be in list [0, 9]", protoreflect.ValueOfUint64(m.U64), listValue((*validate.UInt64Rules)(nil).ProtoReflect().New().Interface(), rule((*validate.UInt64Rules)(nil), "not_in"), protoreflect.ValueOfUint64(uint64(0)), protoreflect.ValueOfUint64(uint64(9))))
 		}
-		if false || m.U64 >= 100 {
+		if m.U64 >= 100 {
 			s.add(fldRelaisFastvalidtestV1KindsU64, tsite18, "uint64.lt", "must be less than 100", protoreflect.ValueOfUint64(m.U64), protoreflect.ValueOfUint64(100))
 		}
 	}
 	// si32
 	{
-		if false || m.Si32 <= 0 {
+		if m.Si32 <= 0 {
 			s.add(fldRelaisFastvalidtestV1KindsSi32, tsite19, "sint32.gt", "must be greater than 0", protoreflect.ValueOfInt32(m.Si32), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// si64
 	{
-		if false || m.Si64 > -1 {
+		if m.Si64 > -1 {
 			s.add(fldRelaisFastvalidtestV1KindsSi64, tsite20, "sint64.lte", "must be less than or equal to -1", protoreflect.ValueOfInt64(m.Si64), protoreflect.ValueOfInt64(-1))
 		}
 	}
 	// f32
 	{
-		if false || m.F32 < 10 {
+		if m.F32 < 10 {
 			s.add(fldRelaisFastvalidtestV1KindsF32, tsite21, "fixed32.gte", "must be greater than or equal to 10", protoreflect.ValueOfUint32(m.F32), protoreflect.ValueOfUint32(10))
 		}
 	}
@@ -262,13 +276,13 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 	}
 	// sf32
 	{
-		if false || m.Sf32 >= 0 {
+		if m.Sf32 >= 0 {
 			s.add(fldRelaisFastvalidtestV1KindsSf32, tsite23, "sfixed32.lt", "must be less than 0", protoreflect.ValueOfInt32(m.Sf32), protoreflect.ValueOfInt32(0))
 		}
 	}
 	// sf64
 	{
-		if false || m.Sf64 >= 3 || m.Sf64 < 1 {
+		if m.Sf64 >= 3 || m.Sf64 < 1 {
 			s.add(fldRelaisFastvalidtestV1KindsSf64, tsite24, "sfixed64.gte_lt", "must be greater than or equal to 1 and less than 3", protoreflect.ValueOfInt64(m.Sf64), protoreflect.ValueOfInt64(1))
 		}
 	}
@@ -298,7 +312,7 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 	}
 	// i32_opt
 	if m.I32Opt != nil {
-		if false || *m.I32Opt >= 0 {
+		if *m.I32Opt >= 0 {
 			s.add(fldRelaisFastvalidtestV1KindsI32Opt, tsite29, "int32.lt", "must be less than 0", protoreflect.ValueOfInt32(*m.I32Opt), protoreflect.ValueOfInt32(0))
 		}
 	}
@@ -352,7 +366,7 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 		}
 		for i6, it7 := range m.RInts {
 			mark := len(s.vs)
-			if false || it7 >= 1000 || it7 < 0 {
+			if it7 >= 1000 || it7 < 0 {
 				s.add(nil, tsite37, "int64.gte_lt", "must be greater than or equal to 0 and less than 1000", protoreflect.ValueOfInt64(it7), protoreflect.ValueOfInt64(0))
 			}
 			s.nestIndex(mark, fldRelaisFastvalidtestV1KindsRInts, i6)
@@ -421,7 +435,7 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 	}
 	// choice_num
 	if x15, ok := m.Choice.(*testpb.Kinds_ChoiceNum); ok {
-		if false || x15.ChoiceNum <= 0 {
+		if x15.ChoiceNum <= 0 {
 			s.add(fldRelaisFastvalidtestV1KindsChoiceNum, tsite40, "int32.gt", "must be greater than 0", protoreflect.ValueOfInt32(x15.ChoiceNum), protoreflect.ValueOfInt32(0))
 		}
 	}
@@ -449,6 +463,12 @@ func checkRelaisFastvalidtestV1Kinds(m *testpb.Kinds, s *state) {
 		s.required(fldRelaisFastvalidtestV1KindsFlag)
 	} else {
 	}
+	// maps
+	if m.Maps != nil {
+		mark := len(s.vs)
+		checkRelaisFastvalidtestV1Maps(m.Maps, s)
+		s.nest(mark, fldRelaisFastvalidtestV1KindsMaps)
+	}
 }
 
 // checkRelaisFastvalidtestV1Leaf checks a relais.fastvalidtest.v1.Leaf.
@@ -465,8 +485,79 @@ func checkRelaisFastvalidtestV1Leaf(m *testpb.Leaf, s *state) {
 	}
 	// weight
 	{
-		if false || m.Weight >= 10 || m.Weight <= -10 {
+		if m.Weight >= 10 || m.Weight <= -10 {
 			s.add(fldRelaisFastvalidtestV1LeafWeight, tsite15, "int64.gt_lt", "must be greater than -10 and less than 10", protoreflect.ValueOfInt64(m.Weight), protoreflect.ValueOfInt64(-10))
+		}
+	}
+}
+
+// checkRelaisFastvalidtestV1Maps checks a relais.fastvalidtest.v1.Maps.
+func checkRelaisFastvalidtestV1Maps(m *testpb.Maps, s *state) {
+	// leaf_map
+	{
+		if uint64(len(m.LeafMap)) < 1 {
+			s.add(fldRelaisFastvalidtestV1MapsLeafMap, tsite41, "map.min_pairs", "map must be at least 1 entries", m.ProtoReflect().Get(fldRelaisFastvalidtestV1MapsLeafMap.desc), protoreflect.ValueOfUint64(1))
+		} else if uint64(len(m.LeafMap)) > 3 {
+			s.add(fldRelaisFastvalidtestV1MapsLeafMap, tsite42, "map.max_pairs", "map must be at most 3 entries", m.ProtoReflect().Get(fldRelaisFastvalidtestV1MapsLeafMap.desc), protoreflect.ValueOfUint64(3))
+		}
+		for k1, v2 := range m.LeafMap {
+			mark := len(s.vs)
+			n3 := uint64(utf8.RuneCountInString(k1))
+			if n3 < 2 {
+				s.add(nil, tsite43, "string.min_len", "must be at least 2 characters", protoreflect.ValueOfString(k1), protoreflect.ValueOfUint64(2))
+			}
+			s.forKey(mark)
+			checkRelaisFastvalidtestV1Leaf(orEmpty(v2), s)
+			s.nestKey(mark, fldRelaisFastvalidtestV1MapsLeafMap, protoreflect.ValueOfString(k1).MapKey())
+		}
+	}
+	// codes
+	{
+		for k4, v5 := range m.Codes {
+			mark := len(s.vs)
+			if k4 <= 0 {
+				s.add(nil, tsite44, "int32.gt", "must be greater than 0", protoreflect.ValueOfInt32(k4), protoreflect.ValueOfInt32(0))
+			}
+			s.forKey(mark)
+			if v5 != "" {
+				if !tre2.MatchString(v5) {
+					s.add(nil, tsite45, "string.pattern", "does not match regex pattern `^[A-Z]+$`", protoreflect.ValueOfString(v5), protoreflect.ValueOfString("^[A-Z]+$"))
+				}
+			}
+			s.nestKey(mark, fldRelaisFastvalidtestV1MapsCodes, protoreflect.ValueOfInt32(k4).MapKey())
+		}
+	}
+	// flags
+	{
+		for k6, v7 := range m.Flags {
+			mark := len(s.vs)
+			if v7 > 5 {
+				s.add(nil, tsite46, "uint64.lte", "must be less than or equal to 5", protoreflect.ValueOfUint64(v7), protoreflect.ValueOfUint64(5))
+			}
+			s.nestKey(mark, fldRelaisFastvalidtestV1MapsFlags, protoreflect.ValueOfBool(k6).MapKey())
+		}
+	}
+	// colors
+	{
+		if uint64(len(m.Colors)) > 2 {
+			s.add(fldRelaisFastvalidtestV1MapsColors, tsite42, "map.max_pairs", "map must be at most 2 entries", m.ProtoReflect().Get(fldRelaisFastvalidtestV1MapsColors.desc), protoreflect.ValueOfUint64(2))
+		}
+		for k8, v9 := range m.Colors {
+			mark := len(s.vs)
+			switch int32(v9) {
+			case 0, 1, 2, 3:
+			default:
+				s.add(nil, tsite47, "enum.defined_only", "value must be one of the defined enum values", protoreflect.ValueOfEnum(protoreflect.EnumNumber(v9)), ruleTrue)
+			}
+			s.nestKey(mark, fldRelaisFastvalidtestV1MapsColors, protoreflect.ValueOfUint32(k8).MapKey())
+		}
+	}
+	// plain
+	{
+		for k10, v11 := range m.Plain {
+			mark := len(s.vs)
+			checkRelaisFastvalidtestV1Leaf(orEmpty(v11), s)
+			s.nestKey(mark, fldRelaisFastvalidtestV1MapsPlain, protoreflect.ValueOfInt64(k10).MapKey())
 		}
 	}
 }
@@ -485,6 +576,11 @@ func checkTestKinds(msg proto.Message, s *state) bool {
 			return false
 		}
 		checkRelaisFastvalidtestV1Leaf(m, s)
+	case *testpb.Maps:
+		if m == nil {
+			return false
+		}
+		checkRelaisFastvalidtestV1Maps(m, s)
 	default:
 		return false
 	}

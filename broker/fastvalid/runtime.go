@@ -58,6 +58,7 @@ var (
 	stringRules   = (*validate.StringRules)(nil)
 	enumRules     = (*validate.EnumRules)(nil)
 	repeatedRules = (*validate.RepeatedRules)(nil)
+	mapRules      = (*validate.MapRules)(nil)
 
 	requiredSite = newSite(rule(fieldRules, "required"))
 	ruleTrue     = protoreflect.ValueOfBool(true)
@@ -174,6 +175,42 @@ func (s *state) nestIndex(mark int, f *field, i int) {
 		FieldName:   proto.String(f.elem.GetFieldName()),
 		Index:       proto.Uint64(uint64(i)),
 	}.Build()
+	for _, v := range s.vs[mark:] {
+		appendElem(v, e)
+	}
+}
+
+// forKey marks the violations recorded since mark as being about a map key.
+func (s *state) forKey(mark int) {
+	for _, v := range s.vs[mark:] {
+		v.Proto.SetForKey(true)
+	}
+}
+
+// nestKey prefixes the entry key of the map f to the paths of the
+// violations recorded since mark.
+func (s *state) nestKey(mark int, f *field, key protoreflect.MapKey) {
+	if len(s.vs) == mark {
+		return
+	}
+	b := validate.FieldPathElement_builder{
+		FieldNumber: proto.Int32(f.elem.GetFieldNumber()),
+		FieldType:   f.elem.GetFieldType().Enum(),
+		FieldName:   proto.String(f.elem.GetFieldName()),
+		KeyType:     descriptorpb.FieldDescriptorProto_Type(f.desc.MapKey().Kind()).Enum(),
+		ValueType:   descriptorpb.FieldDescriptorProto_Type(f.desc.MapValue().Kind()).Enum(),
+	}
+	switch f.desc.MapKey().Kind() {
+	case protoreflect.BoolKind:
+		b.BoolKey = proto.Bool(key.Bool())
+	case protoreflect.StringKind:
+		b.StringKey = proto.String(key.String())
+	case protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
+		b.UintKey = proto.Uint64(key.Uint())
+	default:
+		b.IntKey = proto.Int64(key.Int())
+	}
+	e := b.Build()
 	for _, v := range s.vs[mark:] {
 		appendElem(v, e)
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/seal"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/internal/devenv"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
@@ -39,17 +43,20 @@ func auditCmd() *cobra.Command {
 // exportTimeout bounds an online export: a whole log, not one call.
 const exportTimeout = 30 * time.Minute
 
-// logSource is where an audit command reads the log: a file of a stopped
-// broker (--db), an export file (--file), or a running broker (--online).
+// logSource is where an audit command reads the log: the audit directory
+// of a stopped broker (--dir, the default), the audit.db file of an
+// earlier version or of an old backup (--db), an export file (--file), or
+// a running broker (--online).
 type logSource struct {
-	db, file *string
-	online   *bool
-	admin    *adminFlags
+	dir, db, file *string
+	online        *bool
+	admin         *adminFlags
 }
 
 func addLogSource(fs *pflag.FlagSet, withFile bool) *logSource {
 	src := &logSource{
-		db:     fs.String("db", "relais-dev/audit.db", "the audit log file of a stopped broker (or a copy, or a backup's audit.db)"),
+		dir:    fs.String("dir", "relais-dev/"+devenv.AuditDir, "the audit log directory of a stopped broker (DATA/audit, or a copy of it)"),
+		db:     fs.String("db", "", "an audit.db file: the log of a broker before the audit directory, or of an old backup"),
 		online: fs.Bool("online", false, "read the log of the running broker through the admin API (one consistent read)"),
 		admin:  addConnFlags(fs),
 	}
@@ -66,13 +73,13 @@ func (src *logSource) check(fs *pflag.FlagSet) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
 	n := 0
-	for _, name := range []string{"db", "file", "online"} {
+	for _, name := range []string{"dir", "db", "file", "online"} {
 		if set[name] {
 			n++
 		}
 	}
 	if n > 1 {
-		return fmt.Errorf("give one of --db, --file and --online")
+		return fmt.Errorf("give one of --dir, --db, --file and --online")
 	}
 	if !*src.online {
 		for _, name := range []string{"admin-addr", "operator-dir", "server-name", "context"} {
@@ -124,8 +131,18 @@ func (src *logSource) each(ctx context.Context, fn func(seal.Entry) error) error
 		}
 		defer f.Close()
 		return seal.ReadExport(f, fn)
-	default:
+	case *src.db != "":
 		st, err := boltlog.OpenStoreReadOnly(*src.db)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return st.Export(ctx, fn)
+	default:
+		if err := src.checkDir(); err != nil {
+			return err
+		}
+		st, err := seglog.OpenStoreReadOnly(*src.dir)
 		if err != nil {
 			return err
 		}
@@ -134,10 +151,27 @@ func (src *logSource) each(ctx context.Context, fn func(seal.Entry) error) error
 	}
 }
 
+// checkDir explains a missing audit directory: a data directory of an
+// earlier version holds audit.db instead, until relaisd migrates it.
+func (src *logSource) checkDir() error {
+	_, err := os.Stat(*src.dir)
+	if err == nil {
+		return nil
+	}
+	if old := filepath.Join(filepath.Dir(filepath.Clean(*src.dir)), devenv.AuditFile); errors.Is(err, os.ErrNotExist) {
+		if _, oerr := os.Stat(old); oerr == nil {
+			return fmt.Errorf("%s does not exist, %s does: the log of a broker before the audit directory (relaisd migrates it at start); read it with --db %s", *src.dir, old, old)
+		}
+		return fmt.Errorf("%s does not exist: give the audit directory of the broker with --dir (DATA/%s), or --online", *src.dir, devenv.AuditDir)
+	}
+	return err
+}
+
 func auditVerifyCmd() *cobra.Command {
-	return leaf("verify (--db FILE | --file EXPORT | --online) [--public-key FILE]… [--checkpoints FILE]",
+	return leaf("verify [--dir DIR | --db FILE | --file EXPORT | --online] [--public-key FILE]… [--checkpoints FILE]",
 		"Check the audit log's hash chains and signed checkpoints with the public key alone",
-		`  relaisctl audit verify --db /var/lib/relais/audit.db --public-key keys/audit-signing.pub
+		`  relaisctl audit verify --dir /var/lib/relais/audit --public-key keys/audit-signing.pub
+  relaisctl audit verify --db old-backup/audit.db --public-key keys/audit-signing.pub
   relaisctl audit verify --online --public-key keys/audit-signing.pub
   relaisctl audit verify --file export.jsonl --public-key new.pub --public-key old.pub   # after a key rotation`,
 		func(fs *pflag.FlagSet) body {
@@ -151,9 +185,11 @@ func auditVerifyCmd() *cobra.Command {
 		})
 }
 
-// auditVerify verifies the log of a stopped broker (--db), an export
-// (--file) or a running broker (--online) with the same checks: the
-// broker only streams what it stores; the verification runs here.
+// auditVerify verifies the log of a stopped broker (--dir, --db), an
+// export (--file) or a running broker (--online) with the same checks:
+// the broker only streams what it stores; the verification runs here. A
+// directory is verified by seglog, which also names a damaged frame (its
+// segment and offset).
 func auditVerify(ctx context.Context, fs *pflag.FlagSet, src *logSource, pubFiles []string, exportedV string, stdout, stderr io.Writer) int {
 	exported := &exportedV
 	if fs.NArg() > 0 {
@@ -169,35 +205,30 @@ func auditVerify(ctx context.Context, fs *pflag.FlagSet, src *logSource, pubFile
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 1
 	}
-	v := seal.NewVerifier(keys[0], keys[1:]...)
+	var cps []seal.Checkpoint
 	if *exported != "" {
 		f, err := os.Open(*exported)
 		if err != nil {
 			fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 			return 1
 		}
-		cps, err := seal.ReadCheckpoints(f)
+		cps, err = seal.ReadCheckpoints(f)
 		f.Close()
 		if err != nil {
 			fmt.Fprintf(stderr, "relaisctl audit verify: %s: %v\n", *exported, err)
 			return 1
 		}
-		for _, c := range cps {
-			v.Expect(c)
-		}
 	}
-	errStop := errors.New("stop")
-	err = src.each(ctx, func(e seal.Entry) error {
-		if !v.Add(e) {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
+	var rep *seal.Report
+	if src.isDir() {
+		rep, err = verifyDir(*src, keys, cps)
+	} else {
+		rep, err = verifyEntries(ctx, src, keys, cps)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "relaisctl audit verify: %v\n", err)
 		return 1
 	}
-	rep := v.Report()
 	if !rep.OK() {
 		where := ""
 		if rep.Chain != "" {
@@ -217,9 +248,51 @@ func auditVerify(ctx context.Context, fs *pflag.FlagSet, src *logSource, pubFile
 	return 0
 }
 
+// isDir says the log is read from an audit directory (no other source).
+func (src *logSource) isDir() bool { return !*src.online && *src.file == "" && *src.db == "" }
+
+// verifyDir verifies an audit directory with seglog.VerifyWith.
+func verifyDir(src logSource, keys []ed25519.PublicKey, cps []seal.Checkpoint) (*seal.Report, error) {
+	if err := src.checkDir(); err != nil {
+		return nil, err
+	}
+	var exported io.Reader
+	if len(cps) > 0 {
+		var b bytes.Buffer
+		for _, c := range cps {
+			raw, err := json.Marshal(c)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(append(raw, '\n'))
+		}
+		exported = &b
+	}
+	return seglog.VerifyWith(*src.dir, keys[0], exported, keys[1:]...)
+}
+
+// verifyEntries verifies the entries of any other source as they stream.
+func verifyEntries(ctx context.Context, src *logSource, keys []ed25519.PublicKey, cps []seal.Checkpoint) (*seal.Report, error) {
+	v := seal.NewVerifier(keys[0], keys[1:]...)
+	for _, c := range cps {
+		v.Expect(c)
+	}
+	errStop := errors.New("stop")
+	err := src.each(ctx, func(e seal.Entry) error {
+		if !v.Add(e) {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return v.Report(), nil
+}
+
 func auditExportCmd() *cobra.Command {
-	return leaf("export (--db FILE | --online) [--out FILE]", "The whole log as JSON lines (records and checkpoints), for archives and offline checks",
-		"  relaisctl audit export --online --out audit-2027-01.jsonl\n  relaisctl audit export --db backup/audit.db > audit.jsonl",
+	return leaf("export [--dir DIR | --db FILE | --online] [--out FILE]", "The whole log as JSON lines (records and checkpoints), for archives and offline checks",
+		"  relaisctl audit export --online --out audit-2027-01.jsonl\n  relaisctl audit export --dir /var/lib/relais/audit > audit.jsonl",
 		func(fs *pflag.FlagSet) body {
 			src := addLogSource(fs, false)
 			out := fs.String("out", "", "write to this file (0600) instead of the standard output")
@@ -230,7 +303,7 @@ func auditExportCmd() *cobra.Command {
 }
 
 // auditExport writes the whole log as JSON lines of records and
-// checkpoints, from a stopped broker's file or a running broker, for
+// checkpoints, from a stopped broker's directory or file or a running broker, for
 // archiving or for verification elsewhere (audit verify --file).
 func auditExport(ctx context.Context, fs *pflag.FlagSet, src *logSource, outV string, stdout, stderr io.Writer) int {
 	out := &outV
@@ -554,7 +627,7 @@ func splitList(s string) []string {
 }
 
 func auditCheckpointsCmd() *cobra.Command {
-	return leaf("checkpoints (--db FILE | --online)", "Export the signed checkpoints (JSON lines) for a third party",
+	return leaf("checkpoints [--dir DIR | --db FILE | --online]", "Export the signed checkpoints (JSON lines) for a third party",
 		"  relaisctl audit checkpoints --online > checkpoints-2027-01.jsonl", func(fs *pflag.FlagSet) body {
 			src := addLogSource(fs, false)
 			return func(ctx context.Context, stdout, stderr io.Writer) int {
@@ -571,8 +644,8 @@ func auditCheckpointsCmd() *cobra.Command {
 		})
 }
 
-// auditCheckpoints writes the checkpoints of a stopped broker's file
-// (--db) or of a running broker (--online) as JSON lines.
+// auditCheckpoints writes the checkpoints of a stopped broker's directory
+// (--dir) or file (--db) or of a running broker (--online) as JSON lines.
 func auditCheckpoints(ctx context.Context, src *logSource, stdout, stderr io.Writer) int {
 	bw := bufio.NewWriter(stdout)
 	err := src.each(ctx, func(e seal.Entry) error {

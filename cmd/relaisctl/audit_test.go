@@ -14,6 +14,7 @@ import (
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/audittest"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/internal/keyfile"
@@ -143,7 +144,7 @@ func TestAuditVerifyAndExportOffline(t *testing.T) {
 		t.Fatalf("truncated export against the archive: %d %q", code, out)
 	}
 	// Two sources at once are a usage error.
-	if code, _, errOut := ctl(t, "audit", "verify", "--db", f.db, "--file", export, "--public-key", f.pub); code != 2 || !strings.Contains(errOut, "one of --db, --file and --online") {
+	if code, _, errOut := ctl(t, "audit", "verify", "--db", f.db, "--file", export, "--public-key", f.pub); code != 2 || !strings.Contains(errOut, "one of --dir, --db, --file and --online") {
 		t.Fatalf("two sources: %d %q", code, errOut)
 	}
 }
@@ -185,5 +186,109 @@ func TestAuditVerifyOnlineOnARunningBroker(t *testing.T) {
 	}
 	if code, out, _ := ctl(t, "audit", "verify", "--db", modifiedCopy(t, f.db, 9), "--public-key", f.pub); code != 1 || !strings.HasPrefix(out, "FAILED at seq 9:") {
 		t.Fatalf("modified copy: %d %q", code, out)
+	}
+}
+
+// TestAuditDirectoryOffline: verify, export and checkpoints of an audit
+// directory (what relaisd leaves in DATA/audit); a changed byte in a
+// segment is named by seq, segment and offset; a running broker's
+// directory is refused with the way to verify it online; a data
+// directory of an earlier version points at --db.
+func TestAuditDirectoryOffline(t *testing.T) {
+	base := t.TempDir()
+	pub, keyPath := filepath.Join(base, "audit.pub"), filepath.Join(base, "audit.key")
+	if err := keyfile.CreateSigningKey(keyPath, pub); err != nil {
+		t.Fatal(err)
+	}
+	key, err := keyfile.ReadSigningKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "data", "audit")
+	log, err := seglog.Open(dir, seglog.Options{SigningKey: key, CheckpointEvery: 10, Store: seglog.StoreOptions{SegmentSize: 64 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 30; i++ {
+		if err := log.Append(context.Background(), audittest.Record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errOut := ctl(t, "audit", "verify", "--dir", dir, "--public-key", pub); code != 1 || !strings.Contains(errOut, "in use by a running broker") || !strings.Contains(errOut, "--online") {
+		t.Fatalf("verify --dir of a running broker: %d %q", code, errOut)
+	}
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := ctl(t, "audit", "verify", "--dir", dir, "--public-key", pub); code != 0 || !strings.HasPrefix(out, "OK: 30 records (seq 1 to 30), 3 signed checkpoints") {
+		t.Fatalf("verify --dir: %d %q %q", code, out, errOut)
+	}
+	export := filepath.Join(base, "export.jsonl")
+	if code, _, errOut := ctl(t, "audit", "export", "--dir", dir, "--out", export); code != 0 || !strings.Contains(errOut, "33 entries") {
+		t.Fatalf("export --dir: %d %q", code, errOut)
+	}
+	if code, out, errOut := ctl(t, "audit", "verify", "--file", export, "--public-key", pub); code != 0 || !strings.HasPrefix(out, "OK: 30 records") {
+		t.Fatalf("verify the export: %d %q %q", code, out, errOut)
+	}
+	var cps bytes.Buffer
+	if code := runAudit(context.Background(), []string{"checkpoints", "--dir", dir}, &cps, io.Discard); code != 0 || strings.Count(cps.String(), "\n") != 3 {
+		t.Fatalf("checkpoints --dir: %d %q", code, cps.String())
+	}
+	archive := filepath.Join(base, "checkpoints.jsonl")
+	_ = os.WriteFile(archive, cps.Bytes(), 0o600)
+	if code, out, errOut := ctl(t, "audit", "verify", "--dir", dir, "--public-key", pub, "--checkpoints", archive); code != 0 || !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("verify --dir against its checkpoints: %d %q %q", code, out, errOut)
+	}
+
+	// One byte of record 17 changed in a copy of the directory.
+	bad := filepath.Join(base, "bad", "audit")
+	if err := os.MkdirAll(bad, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	changed := ""
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(raw, []byte(`"case-17"`)); i >= 0 && strings.HasSuffix(e.Name(), ".seg") {
+			raw[i+len(`"case-1`)] = '8'
+			changed = e.Name()
+		}
+		if err := os.WriteFile(filepath.Join(bad, e.Name()), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if changed == "" {
+		t.Fatal("record 17 is in no segment")
+	}
+	if code, out, _ := ctl(t, "audit", "verify", "--dir", bad, "--public-key", pub); code != 1 || !strings.HasPrefix(out, "FAILED at seq 17: record 17: ") || !strings.Contains(out, changed) {
+		t.Fatalf("verify --dir of a changed segment: %d %q", code, out)
+	}
+
+	// The default is relais-dev/audit; an earlier version's data
+	// directory holds audit.db there instead.
+	t.Chdir(t.TempDir())
+	if err := os.MkdirAll("relais-dev", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := ctl(t, "audit", "verify", "--public-key", pub); code != 1 || !strings.Contains(errOut, "relais-dev/audit does not exist: give the audit directory") {
+		t.Fatalf("verify without a directory: %d %q", code, errOut)
+	}
+	if err := os.WriteFile(filepath.Join("relais-dev", "audit.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := ctl(t, "audit", "verify", "--public-key", pub); code != 1 || !strings.Contains(errOut, "read it with --db relais-dev/audit.db") {
+		t.Fatalf("verify of an earlier version's data directory: %d %q", code, errOut)
+	}
+	if err := os.Rename(filepath.Join(base, "data"), "relais-dev2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join("relais-dev2", "audit"), filepath.Join("relais-dev", "audit")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := ctl(t, "audit", "verify", "--public-key", pub); code != 0 || !strings.HasPrefix(out, "OK: 30 records") {
+		t.Fatalf("verify of the default directory: %d %q %q", code, out, errOut)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -13,12 +14,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/relais-broker/relais/broker/audit/auditlog"
+	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/seal"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/internal/devenv"
 	adminv1 "github.com/relais-broker/relais/proto/relais/admin/v1"
 )
@@ -29,8 +34,16 @@ const manifestFile = "backup.json"
 // backupTimeout bounds an online backup: whole files, not one call.
 const backupTimeout = 2 * time.Hour
 
-// backupFiles are the files of a backup, in a data directory's names.
-var backupFiles = []string{devenv.RegistryFile, devenv.AuditFile}
+// A backup holds the registry and the audit log: registry.db (a bbolt
+// snapshot), and the audit directory's export, audit.jsonl — the records'
+// bytes unchanged, verifiable offline (relaisctl audit verify --file) and
+// restored into a new audit directory with auditlog.Copy. A backup of a
+// broker of an earlier version holds audit.db instead; restore installs
+// it as it is and the broker migrates it at start.
+var (
+	auditBackupFiles = []string{devenv.AuditBackupFile, devenv.AuditFile}
+	backupNames      = append([]string{devenv.RegistryFile}, auditBackupFiles...)
+)
 
 // manifest is backup.json: sizes and digests of the files, and what the
 // verification found (counts only: no personal data).
@@ -50,12 +63,12 @@ type manifestItem struct {
 
 func backupCmd() *cobra.Command {
 	return leaf("backup --out DIR [--public-key FILE]…",
-		"Take consistent snapshots of a running broker's registry and audit log (admin API, bbolt stores), and verify them",
+		"Take consistent snapshots of a running broker's registry and audit log (admin API, embedded stores), and verify them",
 		`  relaisctl backup --out /var/backups/relais/$(date +%F) --public-key /etc/relais/keys/audit-signing.pub
   relaisctl restore --from /var/backups/relais/2027-01-31 --data-dir /var/lib/relais-restored --public-key audit-signing.pub`,
 		func(fs *pflag.FlagSet) body {
 			af := addConnFlags(fs)
-			out := fs.String("out", "", "a new (or empty) directory for registry.db, audit.db and backup.json (0600 files, 0700 directory)")
+			out := fs.String("out", "", "a new (or empty) directory for registry.db, audit.jsonl (the audit log's export) and backup.json (0600 files, 0700 directory)")
 			pubFiles := fs.StringArray("public-key", []string{"relais-dev/keys/" + devenv.AuditPublicKeyFile}, "the audit signing public key(s) the audit snapshot must verify with")
 			return func(ctx context.Context, stdout, stderr io.Writer) int {
 				if *out == "" || fs.NArg() > 0 {
@@ -95,7 +108,7 @@ func restoreCmd() *cobra.Command {
   relaisd serve --config relaisd.yaml     # data_dir: /var/lib/relais`,
 		func(fs *pflag.FlagSet) body {
 			from := fs.String("from", "", "the backup directory (relaisctl backup --out)")
-			dir := fs.String("data-dir", "", "the data directory to restore into: new, or without registry.db and audit.db")
+			dir := fs.String("data-dir", "", "the data directory to restore into: new, or without registry.db and an audit log (audit/, audit.db)")
 			pubFiles := fs.StringArray("public-key", []string{"relais-dev/keys/" + devenv.AuditPublicKeyFile}, "the audit signing public key(s) the audit log must verify with")
 			return func(ctx context.Context, stdout, stderr io.Writer) int {
 				if *from == "" || *dir == "" || fs.NArg() > 0 {
@@ -167,7 +180,7 @@ func takeBackup(ctx context.Context, af *adminFlags, dir string) (*manifest, err
 			if cur != nil {
 				return nil, fmt.Errorf("%s: the stream moved to %q before its last chunk", cur.name, msg.GetFile())
 			}
-			if !slices.Contains(backupFiles, msg.GetFile()) || slices.ContainsFunc(m.Files, func(i manifestItem) bool { return i.Name == msg.GetFile() }) {
+			if !slices.Contains(backupNames, msg.GetFile()) || slices.ContainsFunc(m.Files, func(i manifestItem) bool { return i.Name == msg.GetFile() }) {
 				return nil, fmt.Errorf("unexpected file %q in the backup stream", msg.GetFile())
 			}
 			if cur, err = startReceiving(dir, msg.GetFile()); err != nil {
@@ -192,12 +205,31 @@ func takeBackup(ctx context.Context, af *adminFlags, dir string) (*manifest, err
 	if cur != nil {
 		return nil, fmt.Errorf("%s: the stream ended before its last chunk", cur.name)
 	}
-	for _, name := range backupFiles {
-		if !slices.ContainsFunc(m.Files, func(i manifestItem) bool { return i.Name == name }) {
-			return nil, fmt.Errorf("the broker sent no %s", name)
-		}
+	if _, err := m.auditFile(); err != nil {
+		return nil, errors.New("the broker sent " + err.Error())
 	}
 	return m, nil
+}
+
+// auditFile is the name of the audit log's file the manifest lists, once:
+// with registry.db, exactly one of audit.jsonl and audit.db.
+func (m *manifest) auditFile() (string, error) {
+	has := func(name string) bool {
+		return slices.ContainsFunc(m.Files, func(i manifestItem) bool { return i.Name == name })
+	}
+	if !has(devenv.RegistryFile) {
+		return "", fmt.Errorf("no %s", devenv.RegistryFile)
+	}
+	var found []string
+	for _, name := range auditBackupFiles {
+		if has(name) {
+			found = append(found, name)
+		}
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("%d audit log files (%s), want one of %s", len(found), strings.Join(found, ", "), strings.Join(auditBackupFiles, ", "))
+	}
+	return found[0], nil
 }
 
 // receiving is one snapshot file being written (name.partial until whole).
@@ -254,22 +286,36 @@ func (r *receiving) abort() {
 	os.Remove(r.path + ".partial")
 }
 
-// checkBackup opens the snapshot files read-only as a broker's data
-// directory: the registry must read, the audit log must verify with keys.
+// checkBackup opens the snapshot files read-only: the registry must read,
+// the audit log (its export, or an earlier version's audit.db) must
+// verify with keys.
 func checkBackup(ctx context.Context, dir string, keys []ed25519.PublicKey, m *manifest) error {
-	src, err := openSource(dir)
+	auditName, err := m.auditFile()
 	if err != nil {
+		return fmt.Errorf("%s lists %v", manifestFile, err)
+	}
+	src := &source{}
+	defer src.close()
+	if src.regDB, err = openReadOnly(filepath.Join(dir, devenv.RegistryFile)); err != nil {
 		return err
 	}
-	defer src.close()
 	contents, err := src.exportRegistry(ctx)
 	if err != nil {
 		return err
 	}
 	m.Registry = registryCounts(contents)
+	export := exportFileSource(filepath.Join(dir, auditName))
+	if auditName == devenv.AuditFile {
+		st, err := boltlog.OpenStoreReadOnly(filepath.Join(dir, auditName))
+		if err != nil {
+			return fmt.Errorf("audit snapshot: %w", err)
+		}
+		defer st.Close()
+		export = st.Export
+	}
 	v := seal.NewVerifier(keys[0], keys[1:]...)
 	errStop := errors.New("stop")
-	err = src.audit.Export(ctx, func(e seal.Entry) error {
+	err = export(ctx, func(e seal.Entry) error {
 		if !v.Add(e) {
 			return errStop
 		}
@@ -286,6 +332,19 @@ func checkBackup(ctx context.Context, dir string, keys []ed25519.PublicKey, m *m
 	return nil
 }
 
+// exportFileSource reads an export file (JSON lines of seal.Entry) as a
+// storage's Export.
+func exportFileSource(path string) func(context.Context, func(seal.Entry) error) error {
+	return func(_ context.Context, fn func(seal.Entry) error) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return seal.ReadExport(bufio.NewReaderSize(f, 64<<10), fn)
+	}
+}
+
 func writeManifest(dir string, m *manifest) error {
 	raw, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -295,8 +354,11 @@ func writeManifest(dir string, m *manifest) error {
 }
 
 // restoreBackup checks every file of the backup against its manifest,
-// verifies it, then copies it into dir. dir must not hold a registry or
-// an audit log already: a restore never overwrites a broker's state.
+// verifies it, then installs it into dir: registry.db copied, the audit
+// export copied into a new audit directory (auditlog.Copy into
+// audit.tmp/, verified again, renamed audit/), an earlier version's
+// audit.db copied as it is. dir must not hold a registry or an audit log
+// already: a restore never overwrites a broker's state.
 func restoreBackup(ctx context.Context, from, dir string, keys []ed25519.PublicKey) (*manifest, error) {
 	raw, err := os.ReadFile(filepath.Join(from, manifestFile))
 	if err != nil {
@@ -306,11 +368,12 @@ func restoreBackup(ctx context.Context, from, dir string, keys []ed25519.PublicK
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(from, manifestFile), err)
 	}
-	for _, name := range backupFiles {
+	auditName, err := m.auditFile()
+	if err != nil {
+		return nil, fmt.Errorf("%s lists %v", manifestFile, err)
+	}
+	for _, name := range []string{devenv.RegistryFile, auditName} {
 		i := slices.IndexFunc(m.Files, func(i manifestItem) bool { return i.Name == name })
-		if i < 0 {
-			return nil, fmt.Errorf("%s lists no %s", manifestFile, name)
-		}
 		if err := checkDigest(filepath.Join(from, name), m.Files[i]); err != nil {
 			return nil, err
 		}
@@ -319,7 +382,7 @@ func restoreBackup(ctx context.Context, from, dir string, keys []ed25519.PublicK
 	if err := checkBackup(ctx, from, keys, &check); err != nil {
 		return nil, err
 	}
-	for _, name := range backupFiles {
+	for _, name := range []string{devenv.RegistryFile, devenv.AuditFile, devenv.AuditDir, devenv.AuditDir + ".tmp"} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			return nil, fmt.Errorf("%s already holds %s: restore into a new data directory (nothing was written)", dir, name)
 		}
@@ -327,12 +390,54 @@ func restoreBackup(ctx context.Context, from, dir string, keys []ed25519.PublicK
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, name := range backupFiles {
-		if err := copyFile(filepath.Join(from, name), filepath.Join(dir, name)); err != nil {
+	if auditName == devenv.AuditFile {
+		if err := copyFile(filepath.Join(from, auditName), filepath.Join(dir, auditName)); err != nil {
 			return nil, err
 		}
+	} else if err := restoreAuditDir(ctx, filepath.Join(from, auditName), dir, keys); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(from, devenv.RegistryFile), filepath.Join(dir, devenv.RegistryFile)); err != nil {
+		return nil, err
 	}
 	return &check, nil
+}
+
+// restoreAuditDir writes the audit export at path into DIR/audit through
+// DIR/audit.tmp, which must verify with keys before it takes the name.
+func restoreAuditDir(ctx context.Context, path, dir string, keys []ed25519.PublicKey) error {
+	tmp, final := filepath.Join(dir, devenv.AuditDir+".tmp"), filepath.Join(dir, devenv.AuditDir)
+	fail := func(err error) error {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("restore the audit log: %w", err)
+	}
+	st, err := seglog.OpenStore(tmp, seglog.StoreOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	_, err = auditlog.Copy(ctx, st, exportFileSource(path))
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := seglog.Verify(tmp, keys[0], keys[1:]...)
+	if err != nil {
+		return fail(err)
+	}
+	if !rep.OK() {
+		return fail(fmt.Errorf("the restored directory FAILED verification at seq %d: %s", rep.BadSeq, rep.Problem))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fail(err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func checkDigest(path string, want manifestItem) error {

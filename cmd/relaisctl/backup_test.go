@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relais-broker/relais/broker/audit/audittest"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/internal/devenv"
@@ -71,9 +73,11 @@ func TestBackupOfARunningBrokerRestoresAndServes(t *testing.T) {
 			added.Add(1)
 		}
 	})
-	// The backup starts once the load runs.
+	// The backup starts once the load runs, with records enough that the
+	// audit export spans several messages of the stream (~740 bytes a
+	// record, 256 KiB a message).
 	deadline := time.Now().Add(10 * time.Second)
-	for appended.Load() < 100 || added.Load() < 5 {
+	for appended.Load() < 800 || added.Load() < 5 {
 		if time.Now().After(deadline) {
 			t.Fatal("the load did not start")
 		}
@@ -92,18 +96,18 @@ func TestBackupOfARunningBrokerRestoresAndServes(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	for _, f := range []string{devenv.RegistryFile, devenv.AuditFile, manifestFile} {
+	for _, f := range []string{devenv.RegistryFile, devenv.AuditBackupFile, manifestFile} {
 		st, err := os.Stat(filepath.Join(out, f))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v", f, st, err)
 		}
 	}
 	// The audit snapshot spans several messages of the stream.
-	if st, _ := os.Stat(filepath.Join(out, devenv.AuditFile)); st.Size() <= 256<<10 {
+	if st, _ := os.Stat(filepath.Join(out, devenv.AuditBackupFile)); st.Size() <= 256<<10 {
 		t.Fatalf("audit snapshot of %d bytes: one chunk only, the test proves less than it says", st.Size())
 	}
 	// The snapshot verifies offline too, with the tools a third party has.
-	if code, vout, _ := ctl(t, "audit", "verify", "--db", filepath.Join(out, devenv.AuditFile), "--public-key", b.pub); code != 0 || !strings.HasPrefix(vout, "OK:") {
+	if code, vout, _ := ctl(t, "audit", "verify", "--file", filepath.Join(out, devenv.AuditBackupFile), "--public-key", b.pub); code != 0 || !strings.HasPrefix(vout, "OK:") {
 		t.Fatalf("verify the snapshot: %d %s", code, vout)
 	}
 
@@ -118,9 +122,9 @@ func TestBackupOfARunningBrokerRestoresAndServes(t *testing.T) {
 	if err := os.MkdirAll(damaged, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{devenv.RegistryFile, devenv.AuditFile, manifestFile} {
+	for _, f := range []string{devenv.RegistryFile, devenv.AuditBackupFile, manifestFile} {
 		raw, _ := os.ReadFile(filepath.Join(out, f))
-		if f == devenv.AuditFile {
+		if f == devenv.AuditBackupFile {
 			raw[len(raw)/2] ^= 0xff
 		}
 		_ = os.WriteFile(filepath.Join(damaged, f), raw, 0o600)
@@ -137,6 +141,17 @@ func TestBackupOfARunningBrokerRestoresAndServes(t *testing.T) {
 	code, stdout, errOut = relaisctl(t, "restore", "--from", out, "--data-dir", fresh, "--public-key", b.pub)
 	if code != 0 || !strings.HasPrefix(stdout, "OK: restored") {
 		t.Fatalf("restore: %d %s %s", code, stdout, errOut)
+	}
+	// The restored directory verifies offline, and is the backup's export.
+	if code, vout, _ := ctl(t, "audit", "verify", "--dir", filepath.Join(fresh, devenv.AuditDir), "--public-key", b.pub); code != 0 || !strings.HasPrefix(vout, "OK:") {
+		t.Fatalf("verify the restored directory: %d %s", code, vout)
+	}
+	var restored bytes.Buffer
+	if _, err := seglog.ExportDir(context.Background(), filepath.Join(fresh, devenv.AuditDir), &restored); err != nil {
+		t.Fatal(err)
+	}
+	if backedUp, _ := os.ReadFile(filepath.Join(out, devenv.AuditBackupFile)); !bytes.Equal(restored.Bytes(), backedUp) {
+		t.Fatalf("the restored directory exports %d bytes, the backup holds %d, or they differ", restored.Len(), len(backedUp))
 	}
 	b.stop(t)
 	r := startBroker(t, fresh, keys, caDir)

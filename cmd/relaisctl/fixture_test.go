@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"path/filepath"
 	"testing"
@@ -13,7 +14,8 @@ import (
 
 	"github.com/relais-broker/relais/broker/admin"
 	"github.com/relais-broker/relais/broker/audit/audittest"
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit/seal"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/identity"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
@@ -28,7 +30,7 @@ import (
 type testBroker struct {
 	dataDir, caDir, opDir, keyDir, pub, addr string
 	reg                                      *boltreg.Store
-	log                                      *boltlog.Log
+	log                                      *seglog.Log
 }
 
 // newKeys writes the audit keys into a new directory.
@@ -57,7 +59,7 @@ func startBroker(t *testing.T, dataDir, keyDir, caDir string) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.log, err = boltlog.Open(filepath.Join(dataDir, devenv.AuditFile), boltlog.Options{SigningKey: key, CheckpointEvery: 10}); err != nil {
+	if b.log, err = seglog.Open(filepath.Join(dataDir, devenv.AuditDir), seglog.Options{SigningKey: key, CheckpointEvery: 10, Store: seglog.StoreOptions{SegmentSize: 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
 	ca, err := certs.OpenDevCA(caDir, nil)
@@ -79,7 +81,7 @@ func startBroker(t *testing.T, dataDir, keyDir, caDir string) *testBroker {
 	}
 	revoked := certs.NewRevocations()
 	srv, err := admin.New(admin.Config{Issuer: ca, Revocations: revoked, Audit: b.log, AuditLog: b.log, Registry: b.reg,
-		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: b.reg}, {Name: devenv.AuditFile, Source: b.log}}})
+		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: b.reg}, {Name: devenv.AuditBackupFile, Source: exportSnapshot{b.log.Store()}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,4 +147,25 @@ func runIn(ctx context.Context, args ...string) (int, string, string) {
 
 func tlsCreds(src *certs.CertSource, trust *certs.TrustPool, revoked *certs.Revocations) grpc.ServerOption {
 	return grpc.Creds(credentials.NewTLS(certs.ServerConfig(src, trust, certs.RejectRevoked(revoked))))
+}
+
+// exportSnapshot is what relaisd backs up of its audit directory
+// (cmd/relaisd auditSnapshot): the export, from one snapshot.
+type exportSnapshot struct{ st *seglog.Store }
+
+func (e exportSnapshot) WriteSnapshot(w io.Writer) (int64, error) {
+	cw := &countWriter{w: w}
+	err := e.st.Export(context.Background(), seal.NewWriter(cw).Write)
+	return cw.n, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

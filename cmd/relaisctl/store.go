@@ -28,6 +28,7 @@ import (
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/pglog"
 	"github.com/relais-broker/relais/broker/audit/seal"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
@@ -51,7 +52,7 @@ func storeMigrateCmd() *cobra.Command {
 		"Copy a stopped broker's registry and audit log into an empty PostgreSQL database, then verify it",
 		"  relaisctl store migrate --from bbolt:/var/lib/relais --to postgres --to-dsn-file owner.dsn --public-key audit-signing.pub",
 		func(fs *pflag.FlagSet) body {
-			from := fs.String("from", "", "bbolt:DIR, the data directory of a stopped relaisd (registry.db, audit.db)")
+			from := fs.String("from", "", "bbolt:DIR, the data directory of a stopped relaisd (registry.db, and audit/ or an earlier version's audit.db)")
 			to := fs.String("to", "", "postgres: the database (migrated with relaisctl db migrate, empty)")
 			dsnFile := fs.String("to-dsn-file", "", "file holding the target database DSN (else $"+pgdb.DSNEnv+"; never on the command line)")
 			pubFile := fs.String("public-key", "", "the operator's Ed25519 public key (PEM) that verifies the audit log; required")
@@ -217,7 +218,7 @@ func (m *migration) run(ctx context.Context, dsn string) error {
 		return fmt.Errorf("read the source audit log: %w", err)
 	}
 	if rep := srcAudit.report; !rep.OK() {
-		return fmt.Errorf("the source audit log does not verify with this public key (FAILED at seq %d: %s): nothing was copied; verify it with relaisctl audit verify --db", rep.BadSeq, rep.Problem)
+		return fmt.Errorf("the source audit log does not verify with this public key (FAILED at seq %d: %s): nothing was copied; verify it with relaisctl audit verify --dir (or --db)", rep.BadSeq, rep.Problem)
 	}
 	for _, c := range srcAudit.report.Chains {
 		if c.Chain != "" {
@@ -287,7 +288,7 @@ func (m *migration) run(ctx context.Context, dsn string) error {
 // the target must be a partial copy of this source — no other chain, the
 // registry empty or equal to the source's, chain "" a prefix of the
 // source's — or nothing is changed.
-func (m *migration) resumeFrom(ctx context.Context, pool *pgxpool.Pool, reg *pgreg.Store, want registry.Contents, src *boltlog.Store) (restore bool, from seal.Head, err error) {
+func (m *migration) resumeFrom(ctx context.Context, pool *pgxpool.Pool, reg *pgreg.Store, want registry.Contents, src auditlog.Storage) (restore bool, from seal.Head, err error) {
 	if !m.resume {
 		return true, seal.Head{}, nil
 	}
@@ -333,7 +334,7 @@ func (m *migration) resumeFrom(ctx context.Context, pool *pgxpool.Pool, reg *pgr
 // refused) is the start of the source's up to its head h, entry for entry
 // — records, boundary and checkpoints, signatures included — by digests
 // of the two exports, in constant memory.
-func isPrefix(ctx context.Context, src *boltlog.Store, pool *pgxpool.Pool, h seal.Head) error {
+func isPrefix(ctx context.Context, src auditlog.Storage, pool *pgxpool.Pool, h seal.Head) error {
 	errStop := errors.New("stop")
 	want := sha256.New()
 	err := src.Export(ctx, func(e seal.Entry) error {
@@ -404,36 +405,55 @@ func registryCounts(c registry.Contents) string {
 }
 
 // source is the data directory of a stopped broker, held read-only: the
-// shared locks of the two files keep a broker from starting on it (it
-// needs them exclusive) until close.
+// shared locks of the registry and of the audit log (its directory's
+// LOCK, or the audit.db of an earlier version) keep a broker from
+// starting on it (it needs them exclusive) until close.
 type source struct {
 	regDB *bolt.DB
-	audit *boltlog.Store
-	lock  *bolt.DB // the audit file's shared lock, held by this handle
+	audit auditlog.Storage
+	lock  *bolt.DB // an audit.db's shared lock, held by this handle
 	tmp   string
 }
 
+// openSource opens the data directory dir: registry.db, and the audit
+// directory audit/ or, when only that exists (a broker of an earlier
+// version, not started since), audit.db.
 func openSource(dir string) (*source, error) {
-	regPath, auditPath := filepath.Join(dir, devenv.RegistryFile), filepath.Join(dir, devenv.AuditFile)
-	for _, p := range []string{regPath, auditPath} {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("source: %s: %w (--from names the data directory of the broker, holding %s and %s)", p, errors.Unwrap(err), devenv.RegistryFile, devenv.AuditFile)
-		}
+	regPath, auditDir, auditPath := filepath.Join(dir, devenv.RegistryFile), filepath.Join(dir, devenv.AuditDir), filepath.Join(dir, devenv.AuditFile)
+	if _, err := os.Stat(regPath); err != nil {
+		return nil, fmt.Errorf("source: %s: %w (--from names the data directory of the broker, holding %s and %s/)", regPath, errors.Unwrap(err), devenv.RegistryFile, devenv.AuditDir)
+	}
+	_, derr := os.Stat(auditDir)
+	_, ferr := os.Stat(auditPath)
+	if derr != nil && ferr != nil {
+		return nil, fmt.Errorf("source: %s: %w (--from names the data directory of the broker, holding %s and %s/)", auditDir, errors.Unwrap(derr), devenv.RegistryFile, devenv.AuditDir)
 	}
 	s := &source{}
 	var err error
 	if s.regDB, err = openReadOnly(regPath); err != nil {
 		return nil, err
 	}
+	// Assigned only when open: a nil *Store is not a nil Storage.
+	if derr == nil {
+		st, err := seglog.OpenStoreReadOnly(auditDir)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("source: %w (stop relaisd before migrating its stores: nothing was copied)", err)
+		}
+		s.audit = st
+		return s, nil
+	}
 	if s.lock, err = openReadOnly(auditPath); err != nil {
 		s.close()
 		return nil, err
 	}
 	// A second shared lock of this process on the file: compatible.
-	if s.audit, err = boltlog.OpenStoreReadOnly(auditPath); err != nil {
+	st, err := boltlog.OpenStoreReadOnly(auditPath)
+	if err != nil {
 		s.close()
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	s.audit = st
 	return s, nil
 }
 
@@ -573,7 +593,7 @@ func targetHolds(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 // (the zero Head for an empty target), which must be where the source's
 // chain stood at that seq: a record's batch held its checkpoint, so
 // everything up to from.Seq is on the target.
-func (m *migration) copyAudit(ctx context.Context, src *boltlog.Store, dst auditlog.Storage, from seal.Head) error {
+func (m *migration) copyAudit(ctx context.Context, src auditlog.Storage, dst auditlog.Storage, from seal.Head) error {
 	var (
 		recs []seal.Sealed
 		cps  []seal.Checkpoint

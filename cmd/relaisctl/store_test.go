@@ -17,11 +17,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/relais-broker/relais/broker/audit"
 	"github.com/relais-broker/relais/broker/audit/auditlog"
 	"github.com/relais-broker/relais/broker/audit/audittest"
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/pglog"
 	"github.com/relais-broker/relais/broker/audit/seal"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/registry"
 	"github.com/relais-broker/relais/broker/registry/boltreg"
 	"github.com/relais-broker/relais/broker/registry/pgreg"
@@ -38,8 +40,9 @@ type storeClock struct{ ns atomic.Int64 }
 func (c *storeClock) now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *storeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// devData is a data directory written by the real bbolt stores, as a
-// broker leaves it: keys, registry.db, audit.db.
+// devData is a data directory written by the real embedded stores, as a
+// broker leaves it: keys, registry.db, audit/ (or, for a broker of an
+// earlier version, audit.db).
 type devData struct {
 	dir, pubFile string
 	signer       seal.Ed25519Signer
@@ -52,7 +55,11 @@ var auditStart = time.Date(2026, 8, 3, 9, 0, 0, 0, time.UTC)
 // newDevData fills a data directory: every kind of registry write
 // (registrytest.Fill) and an audit log with checkpoints every 4 records,
 // a retention purge (a boundary checkpoint) and records after it.
-func newDevData(t *testing.T) devData {
+func newDevData(t *testing.T) devData { t.Helper(); return newDevDataOf(t, false) }
+
+// newDevDataOf is newDevData with the audit log in an audit.db file when
+// legacy: what a broker before the audit directory left.
+func newDevDataOf(t *testing.T, legacy bool) devData {
 	t.Helper()
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "keys")
@@ -82,9 +89,21 @@ func newDevData(t *testing.T) devData {
 	}
 
 	now := auditStart.AddDate(0, 4, 0)
-	log, err := boltlog.Open(filepath.Join(dir, devenv.AuditFile), boltlog.Options{
-		SigningKey: key, CheckpointEvery: 4, Retention: 60 * 24 * time.Hour, Clock: func() time.Time { return now },
-	})
+	var log interface {
+		Append(context.Context, audit.Record) error
+		Purge(context.Context) (int, error)
+		Close() error
+	}
+	if legacy {
+		log, err = boltlog.Open(filepath.Join(dir, devenv.AuditFile), boltlog.Options{
+			SigningKey: key, CheckpointEvery: 4, Retention: 60 * 24 * time.Hour, Clock: func() time.Time { return now },
+		})
+	} else {
+		log, err = seglog.Open(filepath.Join(dir, devenv.AuditDir), seglog.Options{
+			SigningKey: key, CheckpointEvery: 4, Retention: 60 * 24 * time.Hour, Clock: func() time.Time { return now },
+			Store: seglog.StoreOptions{SegmentSize: 4 << 10},
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,11 +177,17 @@ func (d devData) migrate(t *testing.T, tg target, extra ...string) (code int, st
 	return code, stdout, stderr
 }
 
-// sourceExport is the bbolt log's export, as relaisctl audit export writes it.
+// sourceExport is the source log's export, as relaisctl audit export writes it.
 func (d devData) sourceExport(t *testing.T) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if _, err := boltlog.ExportFile(context.Background(), filepath.Join(d.dir, devenv.AuditFile), &b); err != nil {
+	var err error
+	if _, serr := os.Stat(filepath.Join(d.dir, devenv.AuditDir)); serr == nil {
+		_, err = seglog.ExportDir(context.Background(), filepath.Join(d.dir, devenv.AuditDir), &b)
+	} else {
+		_, err = boltlog.ExportFile(context.Background(), filepath.Join(d.dir, devenv.AuditFile), &b)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -211,7 +236,7 @@ func TestStoreMigrate(t *testing.T) {
 		}
 		return contents
 	}()
-	srcRep, err := boltlog.Verify(filepath.Join(d.dir, devenv.AuditFile), d.signer.Public())
+	srcRep, err := seglog.Verify(filepath.Join(d.dir, devenv.AuditDir), d.signer.Public())
 	if err != nil || !srcRep.OK() || srcRep.Chains[0].Boundary == 0 || srcRep.Checkpoints < 4 {
 		t.Fatalf("the dev log should verify with a boundary and checkpoints: %+v, %v", srcRep, err)
 	}
@@ -359,8 +384,46 @@ func TestStoreMigrate(t *testing.T) {
 		}
 	})
 
+	t.Run("copies the audit.db of an earlier version", func(t *testing.T) {
+		old := newDevDataOf(t, true)
+		tg := newTarget(t, c, true)
+		code, out, errOut := old.migrate(t, tg)
+		if code != 0 || !strings.Contains(out, "OK: target verified: 3 consumers, 4 grants, 4 credentials") {
+			t.Fatalf("migrate: exit %d\n%s%s", code, out, errOut)
+		}
+		if _, gotLog := tg.state(t); !bytes.Equal(gotLog, old.sourceExport(t)) {
+			t.Fatal("the target's export differs from the audit.db's")
+		}
+	})
+
+	t.Run("refuses a damaged source directory before copying", func(t *testing.T) {
+		damaged := newDevData(t)
+		segs, _ := filepath.Glob(filepath.Join(damaged.dir, devenv.AuditDir, "*.seg"))
+		if len(segs) < 2 {
+			t.Fatalf("segments: %v", segs)
+		}
+		raw, err := os.ReadFile(segs[len(segs)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.LastIndex(raw, []byte(`"case-`))
+		if i < 0 {
+			t.Fatal("no record in the last segment")
+		}
+		raw[i+len(`"case-`)] ^= 1
+		if err := os.WriteFile(segs[len(segs)-1], raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tg := newTarget(t, c, true)
+		code, out, errOut := damaged.migrate(t, tg)
+		if code != 1 || !strings.Contains(errOut, "read the source audit log") || !strings.Contains(errOut, filepath.Base(segs[len(segs)-1])) {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+		tg.mustBeEmpty(t)
+	})
+
 	t.Run("refuses a tampered source before copying", func(t *testing.T) {
-		tampered := newDevData(t)
+		tampered := newDevDataOf(t, true)
 		first := tamper(t, filepath.Join(tampered.dir, devenv.AuditFile))
 		tg := newTarget(t, c, true)
 		code, out, errOut := tampered.migrate(t, tg)
@@ -382,16 +445,20 @@ func TestStoreMigrate(t *testing.T) {
 		tg.mustBeEmpty(t)
 	})
 
-	for _, file := range []string{devenv.RegistryFile, devenv.AuditFile} {
-		t.Run("refuses a source locked by a running broker: "+file, func(t *testing.T) {
-			path := filepath.Join(d.dir, file)
+	old := newDevDataOf(t, true)
+	for _, tc := range []struct {
+		d    devData
+		file string
+	}{{d, devenv.RegistryFile}, {old, devenv.AuditFile}} {
+		t.Run("refuses a source locked by a running broker: "+tc.file, func(t *testing.T) {
+			path := filepath.Join(tc.d.dir, tc.file)
 			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second}) // what relaisd holds
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer db.Close()
 			tg := newTarget(t, c, true)
-			code, out, errOut := d.migrate(t, tg)
+			code, out, errOut := tc.d.migrate(t, tg)
 			want := fmt.Sprintf("source: %s is locked by a running broker: stop relaisd before migrating its stores", path)
 			if code != 1 || !strings.Contains(errOut, want) {
 				t.Fatalf("exit %d\n%s%s\nwant %q", code, out, errOut, want)
@@ -399,6 +466,19 @@ func TestStoreMigrate(t *testing.T) {
 			tg.mustBeEmpty(t)
 		})
 	}
+	t.Run("refuses a source locked by a running broker: audit/", func(t *testing.T) {
+		st, err := seglog.OpenStore(filepath.Join(d.dir, devenv.AuditDir), seglog.StoreOptions{SegmentSize: 4 << 10}) // what relaisd holds
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		tg := newTarget(t, c, true)
+		code, out, errOut := d.migrate(t, tg)
+		if code != 1 || !strings.Contains(errOut, "is in use by a running broker") || !strings.Contains(errOut, "nothing was copied") {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+		tg.mustBeEmpty(t)
+	})
 }
 
 // partialCopy copies d's audit log into tg (no registry) in batches of 3
@@ -528,7 +608,7 @@ func BenchmarkStoreMigrate(b *testing.B) {
 		b.Fatal(err)
 	}
 	reg.Close()
-	st, err := boltlog.OpenStore(filepath.Join(dir, devenv.AuditFile))
+	st, err := seglog.OpenStore(filepath.Join(dir, devenv.AuditDir), seglog.StoreOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,14 +2,21 @@ package main_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/relais-broker/relais/adapters/sandbox"
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/internal/devenv"
 )
 
 // TestAuditLogHoldsNoPersonalDataAndVerifies calls every service for
@@ -62,8 +69,14 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 		t.Fatalf("no call lines in the broker's log: %v", err)
 	}
 	raw := append([]byte(nil), logs...)
-	for _, f := range []string{"audit.db", "registry.db"} {
-		b, err := os.ReadFile(filepath.Join(d.dataDir, f))
+	// Every file of the audit directory (segments, index, boundary) and
+	// the registry.
+	files, err := filepath.Glob(filepath.Join(d.dataDir, "audit", "*"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("audit directory: %v %v", files, err)
+	}
+	for _, f := range append(files, filepath.Join(d.dataDir, "registry.db")) {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,16 +107,75 @@ func TestAuditLogHoldsNoPersonalDataAndVerifies(t *testing.T) {
 			}
 		}
 	}
-	out, err = shell(t, fmt.Sprintf("relaisctl audit verify --db %s --public-key %s", filepath.Join(d.dataDir, "audit.db"), filepath.Join(d.dataDir, "keys", "audit-signing.pub")))
+	auditDir := filepath.Join(d.dataDir, "audit")
+	out, err = shell(t, fmt.Sprintf("relaisctl audit verify --dir %s --public-key %s", auditDir, filepath.Join(d.dataDir, "keys", "audit-signing.pub")))
 	if err != nil || !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
-	if recs := callRecords(t, filepath.Join(d.dataDir, "audit.db")); len(recs) != len(calls) {
+	if recs := callRecords(t, auditDir); len(recs) != len(calls) {
 		t.Fatalf("%d records of data-API calls, want one per call: %d", len(recs), len(calls))
 	}
 	exported := filepath.Join(t.TempDir(), "checkpoints.jsonl")
-	if out, err := shell(t, fmt.Sprintf("relaisctl audit checkpoints --db %s > %s && relaisctl audit verify --db %s --public-key %s --checkpoints %s",
-		filepath.Join(d.dataDir, "audit.db"), exported, filepath.Join(d.dataDir, "audit.db"), filepath.Join(d.dataDir, "keys", "audit-signing.pub"), exported)); err != nil || !strings.HasPrefix(out, "OK:") {
+	if out, err := shell(t, fmt.Sprintf("relaisctl audit checkpoints --dir %s > %s && relaisctl audit verify --dir %s --public-key %s --checkpoints %s",
+		auditDir, exported, auditDir, filepath.Join(d.dataDir, "keys", "audit-signing.pub"), exported)); err != nil || !strings.HasPrefix(out, "OK:") {
 		t.Fatalf("verify against exported checkpoints: %v\n%s", err, out)
+	}
+}
+
+// TestDevMigratesAnOldAuditFile starts relaisd dev on the data directory
+// of an earlier version, whose audit log is an audit.db: the broker
+// migrates it at start, serves its records through relaisctl audit query,
+// keeps the file as audit.db.migrated, and the directory verifies.
+func TestDevMigratesAnOldAuditFile(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "relais-dev")
+	keys, err := devenv.LoadKeys(dataDir) // the keys the earlier broker made
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := boltlog.Open(filepath.Join(dataDir, "audit.db"), boltlog.Options{SigningKey: keys.Signing, CheckpointEvery: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		r := audit.Record{Time: time.Now().Add(-time.Hour), RequestID: fmt.Sprintf("avant-%d", i), Consumer: "21990000100005", Recipient: "21990000100005",
+			Method: "/relais.familyquotient.v1.FamilyQuotientService/GetFamilyQuotient", Purpose: "aide_sociale_facultative",
+			CaseReference: fmt.Sprintf("AVANT-MIGRATION-%d", i), Source: "sandbox", Code: "OK"}
+		if err := old.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := startDevIn(t, dataDir)
+	admin := fmt.Sprintf("--admin-addr %s --operator-dir %s", d.adminAddr, filepath.Join(d.dataDir, "dev", "operators", "admin"))
+	out, err := shell(t, "relaisctl audit query --consumer 21990000100005 -o csv "+admin)
+	if err != nil || strings.Count(out, "AVANT-MIGRATION-") != 5 {
+		t.Fatalf("the migrated records through audit query: %v\n%s", err, out)
+	}
+	if out, err := shell(t, d.firstCall); err != nil {
+		t.Fatalf("a call after the migration: %v\n%s", err, out)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+	logs, _ := os.ReadFile(d.stderr.Name())
+	if !bytes.Contains(logs, []byte("audit log migrated from audit.db")) || !bytes.Contains(logs, []byte(`"records":5`)) {
+		t.Fatalf("no migration line with the counts in the broker's log:\n%s", logs)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "audit.db.migrated")); err != nil {
+		t.Fatalf("the old file was not kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("audit.db still in place: %v", err)
+	}
+	out, err = shell(t, fmt.Sprintf("relaisctl audit verify --dir %s --public-key %s", filepath.Join(dataDir, "audit"), filepath.Join(dataDir, "keys", "audit-signing.pub")))
+	if err != nil || !strings.HasPrefix(out, "OK: ") {
+		t.Fatalf("verify the migrated and continued log: %v\n%s", err, out)
+	}
+	if recs := callRecords(t, filepath.Join(dataDir, "audit")); len(recs) != 6 {
+		t.Fatalf("%d call records, want the 5 migrated and the first call", len(recs))
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/relais-broker/relais/broker/audit/boltlog"
-	"github.com/relais-broker/relais/internal/devenv"
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 	familyquotientv1 "github.com/relais-broker/relais/proto/relais/familyquotient/v1"
 )
@@ -84,20 +84,17 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("only %d responses before the kill", len(got))
 	}
 
-	out, err := shell(t, "relaisctl audit verify --db "+filepath.Join(d.dataDir, "audit.db")+" --public-key "+filepath.Join(d.dataDir, "keys", "audit-signing.pub"))
+	out, err := shell(t, "relaisctl audit verify --dir "+filepath.Join(d.dataDir, "audit")+" --public-key "+filepath.Join(d.dataDir, "keys", "audit-signing.pub"))
 	if err != nil || !strings.HasPrefix(out, "OK:") {
 		t.Fatalf("verify after SIGKILL: %v\n%s", err, out)
 	}
-	keys, err := devenv.LoadKeys(d.dataDir)
+	// Read-only: what the SIGKILL left, torn tail included, as it is.
+	st, err := seglog.OpenStoreReadOnly(filepath.Join(d.dataDir, "audit"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := boltlog.Open(filepath.Join(d.dataDir, "audit.db"), boltlog.Options{SigningKey: keys.Signing})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	recs, err := log.Query(context.Background(), boltlog.Filter{Limit: 1 << 20})
+	defer st.Close()
+	recs, err := st.Query(context.Background(), audit.Filter{Limit: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

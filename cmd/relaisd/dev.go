@@ -257,7 +257,7 @@ func storeLine(o devOptions, sts *stores, joined bool) string {
 
 func auditWhere(o devOptions, sts *stores) string {
 	if sts.Pool == nil {
-		return filepath.Join(o.dataDir, devenv.AuditFile)
+		return filepath.Join(o.dataDir, devenv.AuditDir) + string(filepath.Separator)
 	}
 	return "PostgreSQL, chain " + sts.Replica
 }

@@ -18,7 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/internal/devenv"
 	commonv1 "github.com/relais-broker/relais/proto/relais/common/v1"
 	healthcoverv1 "github.com/relais-broker/relais/proto/relais/healthcover/v1"
@@ -124,16 +125,19 @@ func TestDiskFullFailsClosedAndRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := boltlog.Verify(filepath.Join(mnt, "audit.db"), keys.Signing.Public().(ed25519.PublicKey))
+	rep, err := seglog.Verify(filepath.Join(mnt, "audit"), keys.Signing.Public().(ed25519.PublicKey))
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify after the disk-full episode: %+v, %v", rep, err)
 	}
-	log, err := boltlog.Open(filepath.Join(mnt, "audit.db"), boltlog.Options{SigningKey: keys.Signing})
+	st, err := seglog.OpenStoreReadOnly(filepath.Join(mnt, "audit"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer log.Close()
-	recs, _ := log.Query(context.Background(), boltlog.Filter{Limit: 1 << 20})
+	defer st.Close()
+	recs, err := st.Query(context.Background(), audit.Filter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
 	have := map[string]bool{}
 	for _, r := range recs {
 		have[r.RequestID] = true

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/relais-broker/relais/broker/audit"
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/internal/pgtest"
 )
 
@@ -326,12 +326,13 @@ func TestRestartKeepsTheCAAndCredentials(t *testing.T) {
 	}
 }
 
-// callRecords reads the audit file of a stopped broker and returns the
-// records of data-API calls: admin events (operators', the reminder and
-// anomaly jobs') are left out, as their number depends on timing.
-func callRecords(t *testing.T, path string) []audit.Record {
+// callRecords reads the audit log directory of a stopped broker and
+// returns the records of data-API calls: admin events (operators', the
+// reminder and anomaly jobs') are left out, as their number depends on
+// timing.
+func callRecords(t *testing.T, dir string) []audit.Record {
 	t.Helper()
-	st, err := boltlog.OpenStoreReadOnly(path)
+	st, err := seglog.OpenStoreReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,11 +36,11 @@ func TestGracefulShutdownDrainsInFlightCalls(t *testing.T) {
 		t.Fatalf("relaisd did not exit cleanly: %v", err)
 	}
 	t.Logf("SIGTERM → in-flight call answered and process exited in %s", time.Since(start).Round(time.Millisecond))
-	out, err := shell(t, "relaisctl audit verify --db "+filepath.Join(d.dataDir, "audit.db")+" --public-key "+filepath.Join(d.dataDir, "keys", "audit-signing.pub"))
+	out, err := shell(t, "relaisctl audit verify --dir "+filepath.Join(d.dataDir, "audit")+" --public-key "+filepath.Join(d.dataDir, "keys", "audit-signing.pub"))
 	if err != nil || !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("the log after the drain: %v\n%s", err, out)
 	}
-	if calls := callRecords(t, filepath.Join(d.dataDir, "audit.db")); len(calls) != 1 || calls[0].Reason != "source_timeout" {
+	if calls := callRecords(t, filepath.Join(d.dataDir, "audit")); len(calls) != 1 || calls[0].Reason != "source_timeout" {
 		t.Fatalf("the drained call's record: %+v", calls)
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/relais-broker/relais/broker"
 	"github.com/relais-broker/relais/broker/audit"
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/ratelimit"
 	"github.com/relais-broker/relais/broker/registry"
 )
@@ -19,7 +19,7 @@ import (
 // source count again after a restart; refused calls and yesterday's do not.
 func TestDailyCountsAreRebuiltFromTheAuditLog(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	log, err := boltlog.Open(filepath.Join(t.TempDir(), "audit.db"), boltlog.Options{SigningKey: key})
+	log, err := seglog.Open(filepath.Join(t.TempDir(), "audit"), seglog.Options{SigningKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -15,6 +22,7 @@ import (
 	"github.com/relais-broker/relais/broker/audit/boltlog"
 	"github.com/relais-broker/relais/broker/audit/pglog"
 	"github.com/relais-broker/relais/broker/audit/seal"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/catalog"
 	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/broker/cluster/pgcluster"
@@ -58,16 +66,44 @@ type stores struct {
 	Backups []admin.BackupFile
 }
 
-// openBoltStores opens registry.db and audit.db in dir.
-func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time) (*stores, error) {
+// boltOptions are what openBoltStores needs besides the directory.
+type boltOptions struct {
+	// Keys verify an audit.db migrated at start: the signing key's public
+	// key first, then the earlier keys of its keyring. Nil: the keyring of
+	// the dev layout, DIR/keys/audit-signing.pub, when it exists.
+	Keys []ed25519.PublicKey
+	// Logger receives the migration's and the torn-tail repairs' lines
+	// (slog.Default() when nil).
+	Logger *slog.Logger
+}
+
+// openBoltStores opens registry.db and the audit log directory audit/ in
+// dir, migrating the audit.db of an earlier version first (see
+// migrateBoltAudit). The options are optional while callers move to them.
+func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time, opts ...boltOptions) (*stores, error) {
+	var o boltOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := migrateBoltAudit(dir, o); err != nil {
+		return nil, err
+	}
 	reg, err := boltreg.Open(filepath.Join(dir, devenv.RegistryFile), boltreg.Options{Catalog: cat, Clock: clock})
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltlog.OpenStore(filepath.Join(dir, devenv.AuditFile))
+	st, err := seglog.OpenStore(filepath.Join(dir, devenv.AuditDir), seglog.StoreOptions{})
 	if err != nil {
 		reg.Close()
 		return nil, err
+	}
+	for _, r := range st.Repairs() {
+		// Names and offsets of files only: never a record's content.
+		o.Logger.Warn("audit log: cleared the torn tail a crash left in the last segment (records never acknowledged)",
+			"segment", r.Segment, "offset", r.Offset, "bytes", r.Bytes, "saved_as", r.SavedAs)
 	}
 	local := cluster.NewLocal(clock)
 	if err := local.Join(context.Background(), cluster.Replica{ID: "local", StartedAt: time.Now()}); err != nil {
@@ -76,7 +112,204 @@ func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time) (*
 		return nil, err
 	}
 	return &stores{kind: StoreBbolt, Registry: reg, Audit: st, Cluster: local,
-		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: reg}, {Name: devenv.AuditFile, Source: st}}}, nil
+		Backups: []admin.BackupFile{{Name: devenv.RegistryFile, Source: reg}, {Name: devenv.AuditBackupFile, Source: auditSnapshot{st}}}}, nil
+}
+
+// auditSnapshot is the audit directory's part of an online backup: its
+// export (JSON lines of seal.Entry, the bytes of every record unchanged)
+// from one snapshot of the segments while the writer appends. A backup
+// verifies offline as an export (relaisctl audit verify --file) and is
+// restored with auditlog.Copy into a new directory (relaisctl restore).
+type auditSnapshot struct{ st *seglog.Store }
+
+// WriteSnapshot implements admin.Snapshotter.
+func (a auditSnapshot) WriteSnapshot(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	err := a.st.Export(context.Background(), seal.NewWriter(bw).Write)
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
+	}
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// migrateBoltAudit turns the audit.db of a broker of an earlier version
+// into the audit directory, never losing it: the file is opened
+// read-only and copied (auditlog.Copy, bytes unchanged) into audit.tmp/,
+// which must then verify with the keys and hold the file's whole chain;
+// only then audit.tmp becomes audit and audit.db audit.db.migrated (kept
+// for the operator to archive or delete), the directory synced. Any
+// failure leaves audit.db as it was and stops the start. A crash between
+// the two renames is finished at the next start when both logs end at
+// the same head.
+func migrateBoltAudit(dir string, o boltOptions) error {
+	file, seg, tmp := filepath.Join(dir, devenv.AuditFile), filepath.Join(dir, devenv.AuditDir), filepath.Join(dir, devenv.AuditDir+".tmp")
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	fail := func(format string, args ...any) error {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("audit log: migrating %s to %s/: %s; %s is untouched and relaisd did not start", devenv.AuditFile, devenv.AuditDir, fmt.Sprintf(format, args...), file)
+	}
+	src, err := boltlog.OpenStoreReadOnly(file)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer src.Close()
+	want, err := src.Head(context.Background())
+	if err != nil {
+		return fail("%v", err)
+	}
+	if _, err := os.Stat(seg); err == nil {
+		return finishMigration(dir, file, seg, want, o.Logger)
+	}
+	keys := o.Keys
+	if keys == nil {
+		if keys, err = readKeyring(filepath.Join(dir, "keys", devenv.AuditPublicKeyFile)); err != nil {
+			return fail("no public key to verify the copy with (%v)", err)
+		}
+	}
+	if err := os.RemoveAll(tmp); err != nil { // an earlier attempt's copy
+		return fail("%v", err)
+	}
+	dst, err := seglog.OpenStore(tmp, seglog.StoreOptions{})
+	if err != nil {
+		return fail("%v", err)
+	}
+	n, err := auditlog.Copy(context.Background(), dst, src.Export)
+	got, herr := dst.Head(context.Background())
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = herr
+	}
+	if err != nil {
+		return fail("copy: %v", err)
+	}
+	if got != want {
+		return fail("the copy ends at seq %d, %s at seq %d", got.Seq, devenv.AuditFile, want.Seq)
+	}
+	rep, err := seglog.Verify(tmp, keys[0], keys[1:]...)
+	if err != nil {
+		return fail("verify the copy: %v", err)
+	}
+	if !rep.OK() {
+		return fail("the copy FAILED verification at seq %d with the broker's public keys: %s (verify the file: relaisctl audit verify --db %s)", rep.BadSeq, rep.Problem, file)
+	}
+	if err := os.Rename(tmp, seg); err != nil {
+		return fail("%v", err)
+	}
+	if err := os.Rename(file, file+".migrated"); err != nil {
+		return fmt.Errorf("audit log: migrated to %s/, but %s could not be renamed: %w", devenv.AuditDir, file, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("audit log: migrated to %s/: %w", devenv.AuditDir, err)
+	}
+	o.Logger.Info("audit log migrated from "+devenv.AuditFile+" to the segment directory "+devenv.AuditDir+"/, verified; the old file is kept as "+devenv.AuditFile+".migrated",
+		"records", n, "checkpoints", rep.Checkpoints, "first_seq", rep.FirstSeq, "last_seq", rep.LastSeq)
+	return nil
+}
+
+// finishMigration completes a migration a crash cut between its two
+// renames: audit/ is the verified copy when it ends where audit.db does.
+// Anything else is two different logs, which the broker does not choose
+// between.
+func finishMigration(dir, file, seg string, want seal.Head, logger *slog.Logger) error {
+	st, err := seglog.OpenStoreReadOnly(seg)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	got, err := st.Head(context.Background())
+	st.Close()
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if got != want {
+		return fmt.Errorf("audit log: %s holds both %s (to seq %d) and %s/ (to seq %d): move the one that is not this broker's log away, then start again", dir, devenv.AuditFile, want.Seq, devenv.AuditDir, got.Seq)
+	}
+	if err := os.Rename(file, file+".migrated"); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	logger.Info("audit log: finished an interrupted migration; the old file is kept as "+devenv.AuditFile+".migrated", "last_seq", got.Seq)
+	return nil
+}
+
+// readKeyring reads the Ed25519 public keys of a keyring file (PEM
+// blocks, the current key first: relaisctl keys rotate).
+func readKeyring(path string) ([]ed25519.PublicKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys []ed25519.PublicKey
+	for {
+		var block *pem.Block
+		if block, raw = pem.Decode(raw); block == nil {
+			break
+		}
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		k, ok := pub.(ed25519.PublicKey)
+		if err != nil || !ok {
+			return nil, fmt.Errorf("%s: key %d is not an Ed25519 public key", path, len(keys)+1)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM public key", path)
+	}
+	return keys, nil
+}
+
+// auditKeyring is what verifies a migrated audit.db in relaisd serve: the
+// signer's public key, then the earlier keys of the keyring file (when
+// given and present) that relaisctl keys rotate keeps.
+func auditKeyring(signer seal.Signer, keyringFile string) ([]ed25519.PublicKey, error) {
+	keys := []ed25519.PublicKey{signer.Public()}
+	if keyringFile == "" {
+		return keys, nil
+	}
+	ring, err := readKeyring(keyringFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return keys, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range ring {
+		if !k.Equal(keys[0]) {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // openPostgresStores connects to the database behind dsn, checks its

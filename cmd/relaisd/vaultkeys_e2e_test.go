@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/relais-broker/relais/broker/audit/boltlog"
+	"github.com/relais-broker/relais/broker/audit/seglog"
 	"github.com/relais-broker/relais/broker/subject"
 	"github.com/relais-broker/relais/internal/vaultdev"
 	"github.com/relais-broker/relais/internal/vaultkeys"
@@ -87,8 +87,8 @@ sources_file: %s
 	}
 	// Offline verification with the public key from Vault: the final
 	// checkpoints of both runs were signed through transit.
-	audit := filepath.Join(data, "audit.db")
-	if out, err := shell(t, "relaisctl audit verify --db "+audit+" --public-key "+pub); err != nil || !strings.Contains(out, "OK: 2 records") || strings.Contains(out, " 0 signed checkpoints") {
+	audit := filepath.Join(data, "audit")
+	if out, err := shell(t, "relaisctl audit verify --dir "+audit+" --public-key "+pub); err != nil || !strings.Contains(out, "OK: 2 records") || strings.Contains(out, " 0 signed checkpoints") {
 		t.Fatalf("verify with the transit public key: %v\n%s", err, out)
 	}
 	matches, _ := filepath.Glob(filepath.Join(dir, "*", "*.key"))
@@ -112,7 +112,7 @@ sources_file: %s
 	want := p.Of(&familyquotientv1.GetFamilyQuotientRequest{Subject: &commonv1.SubjectIdentity{BirthName: "DUPONT", GivenNames: []string{"Zoé"},
 		Sex: commonv1.Sex_SEX_FEMALE, BirthDate: "1984-03-12", BirthPlaceCog: "75056", BirthCountryCog: "99100"}})
 	var export strings.Builder
-	if _, err := boltlog.ExportFile(context.Background(), audit, &export); err != nil {
+	if _, err := seglog.ExportDir(context.Background(), audit, &export); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(export.String(), want); want == "" || n != 2 {

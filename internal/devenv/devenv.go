@@ -158,8 +158,17 @@ func PrepareWith(ctx context.Context, dataDir string, hosts []string, cat *catal
 // RegistryFile is the registry's file name in the data directory.
 const RegistryFile = "registry.db"
 
-// AuditFile is the bbolt audit log's file name in the data directory.
+// AuditFile is the bbolt audit log's file name in the data directory:
+// brokers before the segment log; migrated to AuditDir at start.
 const AuditFile = "audit.db"
+
+// AuditDir is the audit log's directory (broker/audit/seglog) in the
+// data directory.
+const AuditDir = "audit"
+
+// AuditBackupFile is the audit log's file in an online backup: its
+// export, verifiable offline and restored into a new AuditDir.
+const AuditBackupFile = "audit.jsonl"
 
 // seedRegistry imports the demo consumers and grants when the registry
 // holds no consumer yet (first start). Two dev replicas starting at once

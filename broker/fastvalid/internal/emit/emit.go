@@ -242,7 +242,7 @@ func (g *gen) has(m *model.Message, f *model.Field) (expr, pre string) {
 	}
 	x := "m." + f.GoName
 	switch {
-	case fd.IsList():
+	case fd.IsList(), fd.IsMap():
 		return "len(" + x + ") > 0", ""
 	case fd.Message() != nil, fd.HasPresence():
 		return x + " != nil", ""
@@ -278,7 +278,7 @@ func (g *gen) fieldChecks(m *model.Message, f *model.Field) error {
 	}
 	fd := f.Desc
 	sub := f.Msg != nil && f.Msg.Checked
-	if !f.Required && f.Value.Empty() && f.Items.Empty() && !sub {
+	if !f.Required && f.Value.Empty() && f.Items.Empty() && !sub && f.Map == nil && f.Keys.Empty() && f.Vals.Empty() {
 		return nil
 	}
 	fv := g.field(m, f)
@@ -325,6 +325,9 @@ func (g *gen) fieldChecks(m *model.Message, f *model.Field) error {
 // valueChecks emits the checks of a present field value val.
 func (g *gen) valueChecks(m *model.Message, f *model.Field, fv, val string) error {
 	fd := f.Desc
+	if fd.IsMap() {
+		return g.mapChecks(f, fv, val)
+	}
 	if fd.IsList() {
 		if f.Value != nil && f.Value.Repeated != nil {
 			g.repeated(m, f, fv, val)
@@ -338,7 +341,7 @@ func (g *gen) valueChecks(m *model.Message, f *model.Field, fv, val string) erro
 				g.p("if %s != %s {", it, zero(fd))
 			}
 			if !f.Items.Empty() {
-				if err := g.scalar(f.Items, fd, "nil", it, true); err != nil {
+				if err := g.scalar(f.Items, fd, "nil", it, "items"); err != nil {
 					return err
 				}
 			}
@@ -354,7 +357,7 @@ func (g *gen) valueChecks(m *model.Message, f *model.Field, fv, val string) erro
 		return nil
 	}
 	if !f.Value.Empty() {
-		if err := g.scalar(f.Value, fd, fv, val, false); err != nil {
+		if err := g.scalar(f.Value, fd, fv, val, ""); err != nil {
 			return err
 		}
 	}
@@ -370,12 +373,86 @@ func (g *gen) valueChecks(m *model.Message, f *model.Field, fv, val string) erro
 	return nil
 }
 
+// mapChecks emits protovalidate's map evaluation: pair counts, then per
+// entry the key rules (marked for_key), the value rules and the value's
+// message, under a path element subscripted by the key.
+func (g *gen) mapChecks(f *model.Field, fv, val string) error {
+	fd := f.Desc
+	if mr := f.Map; mr != nil {
+		fvalue := fmt.Sprintf("m.ProtoReflect().Get(%s.desc)", fv)
+		var conds []string
+		if mr.HasMinPairs() {
+			st := g.site("map.min_pairs", `rule(fieldRules, "map")`, `rule(mapRules, "min_pairs")`)
+			conds = append(conds, fmt.Sprintf("if uint64(len(%s)) < %d {\ns.add(%s, %s, \"map.min_pairs\", %q, %s, protoreflect.ValueOfUint64(%d))\n}", val, mr.GetMinPairs(), fv, st, fmt.Sprintf("map must be at least %d entries", mr.GetMinPairs()), fvalue, mr.GetMinPairs()))
+		}
+		if mr.HasMaxPairs() {
+			st := g.site("map.max_pairs", `rule(fieldRules, "map")`, `rule(mapRules, "max_pairs")`)
+			conds = append(conds, fmt.Sprintf("if uint64(len(%s)) > %d {\ns.add(%s, %s, \"map.max_pairs\", %q, %s, protoreflect.ValueOfUint64(%d))\n}", val, mr.GetMaxPairs(), fv, st, fmt.Sprintf("map must be at most %d entries", mr.GetMaxPairs()), fvalue, mr.GetMaxPairs()))
+		}
+		// protovalidate reports at most one of the two.
+		g.p("%s", strings.Join(conds, " else "))
+	}
+	sub := f.Msg != nil && f.Msg.Checked
+	if f.Keys.Empty() && f.Vals.Empty() && !sub {
+		return nil
+	}
+	k, v := g.tmp("k"), g.tmp("v")
+	g.p("for %s, %s := range %s {", k, v, val)
+	g.p("mark := len(s.vs)")
+	if !f.Keys.Empty() {
+		if f.KeysIgnore == validate.Ignore_IGNORE_IF_ZERO_VALUE {
+			g.p("if %s != %s {", k, zero(fd.MapKey()))
+		}
+		if err := g.scalar(f.Keys, fd.MapKey(), "nil", k, "keys"); err != nil {
+			return err
+		}
+		if f.KeysIgnore == validate.Ignore_IGNORE_IF_ZERO_VALUE {
+			g.p("}")
+		}
+		g.p("s.forKey(mark)")
+	}
+	if !f.Vals.Empty() {
+		if f.ValsIgnore == validate.Ignore_IGNORE_IF_ZERO_VALUE {
+			g.p("if %s != %s {", v, zero(fd.MapValue()))
+		}
+		if err := g.scalar(f.Vals, fd.MapValue(), "nil", v, "values"); err != nil {
+			return err
+		}
+		if f.ValsIgnore == validate.Ignore_IGNORE_IF_ZERO_VALUE {
+			g.p("}")
+		}
+	}
+	if sub {
+		g.p("%s(orEmpty(%s), s)", funcName(f.Msg), v)
+	}
+	g.p("s.nestKey(mark, %s, %s)", fv, mapKey(fd.MapKey(), k))
+	g.p("}")
+	if !sub && f.Vals.Empty() {
+		g.p("_ = %s", v)
+	}
+	return nil
+}
+
+// mapKey is the Go expression of a key as a protoreflect.MapKey.
+func mapKey(kd protoreflect.FieldDescriptor, k string) string {
+	c := map[protoreflect.Kind]string{
+		protoreflect.StringKind: "ValueOfString", protoreflect.BoolKind: "ValueOfBool",
+		protoreflect.Int32Kind: "ValueOfInt32", protoreflect.Sint32Kind: "ValueOfInt32", protoreflect.Sfixed32Kind: "ValueOfInt32",
+		protoreflect.Int64Kind: "ValueOfInt64", protoreflect.Sint64Kind: "ValueOfInt64", protoreflect.Sfixed64Kind: "ValueOfInt64",
+		protoreflect.Uint32Kind: "ValueOfUint32", protoreflect.Fixed32Kind: "ValueOfUint32",
+		protoreflect.Uint64Kind: "ValueOfUint64", protoreflect.Fixed64Kind: "ValueOfUint64",
+	}[kd.Kind()]
+	return "protoreflect." + c + "(" + k + ").MapKey()"
+}
+
 func itemIgnore(f *model.Field) bool { return f.ItemsIgnore == validate.Ignore_IGNORE_IF_ZERO_VALUE }
 
 func zero(fd protoreflect.FieldDescriptor) string {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
 		return `""`
+	case protoreflect.BoolKind:
+		return "false"
 	default:
 		return "0"
 	}
@@ -406,10 +483,13 @@ func (g *gen) repeated(m *model.Message, f *model.Field, fv, val string) {
 
 // scalar emits the standard and predefined rules of one scalar value v
 // (a field when fv is a field var, a list element when fv is "nil").
-func (g *gen) scalar(r *model.Value, fd protoreflect.FieldDescriptor, fv, v string, item bool) error {
+func (g *gen) scalar(r *model.Value, fd protoreflect.FieldDescriptor, fv, v string, nested string) error {
 	prefix, pkey := []string(nil), ""
-	if item {
+	switch nested {
+	case "items":
 		prefix, pkey = []string{`rule(fieldRules, "repeated")`, `rule(repeatedRules, "items")`}, "repeated.items."
+	case "keys", "values":
+		prefix, pkey = []string{`rule(fieldRules, "map")`, fmt.Sprintf("rule(mapRules, %q)", nested)}, "map."+nested+"."
 	}
 	siteFor := func(key string, exprs ...string) string {
 		return g.site(pkey+key, append(append([]string(nil), prefix...), exprs...)...)
@@ -718,28 +798,36 @@ func (g *gen) numeric(r *model.Value, fd protoreflect.FieldDescriptor, fv, v str
 	}
 	switch {
 	case lowerName == "":
-		g.p("if %s || %s {", nan, above())
+		g.p("if %s {", or(nan, above()))
 		g.p("s.add(%s, %s, %q, %q, %s, %s)", fv, siteFor(kind+"."+upperName, r0, sub(upperName)), kind+"."+upperName, "must be "+hiMsg(), fval, rval(hi))
 		g.p("}")
 	case upperName == "":
-		g.p("if %s || %s {", nan, below())
+		g.p("if %s {", or(nan, below()))
 		g.p("s.add(%s, %s, %q, %q, %s, %s)", fv, siteFor(kind+"."+lowerName, r0, sub(lowerName)), kind+"."+lowerName, "must be "+loMsg(), fval, rval(lo))
 		g.p("}")
 	default:
 		normal := numGE(hi, lo, kind)
 		id := kind + "." + lowerName + "_" + upperName
 		conj := "and"
-		cond := fmt.Sprintf("%s || %s || %s", nan, above(), below())
+		cond := or(nan, above()+" || "+below())
 		if !normal {
 			id += "_exclusive"
 			conj = "or"
-			cond = fmt.Sprintf("%s || (%s && %s)", nan, above(), below())
+			cond = or(nan, "("+above()+" && "+below()+")")
 		}
 		g.p("if %s {", cond)
 		g.p("s.add(%s, %s, %q, %q, %s, %s)", fv, siteFor(kind+"."+lowerName, r0, sub(lowerName)), id, fmt.Sprintf("must be %s %s %s", loMsg(), conj, hiMsg()), fval, rval(lo))
 		g.p("}")
 	}
 	return nil
+}
+
+// or joins a NaN test (or "false") and a comparison.
+func or(nan, cmp string) string {
+	if nan == "false" {
+		return cmp
+	}
+	return nan + " || " + cmp
 }
 
 func numGE(a, b protoreflect.Value, kind string) bool {

@@ -133,6 +133,11 @@ type Field struct {
 	Items *Value
 	// ItemsIgnore is the ignore setting of the elements' rules.
 	ItemsIgnore validate.Ignore
+	// Map are the pair-count rules of a map; Keys and Vals the rules of
+	// its keys and values, with their ignore settings.
+	Map                    *validate.MapRules
+	Keys, Vals             *Value
+	KeysIgnore, ValsIgnore validate.Ignore
 	// Msg is the message of a message-typed field (or of its elements).
 	Msg *Message
 }
@@ -216,7 +221,7 @@ func (m *Message) ownRules() bool {
 		if f.Ignore == validate.Ignore_IGNORE_ALWAYS {
 			continue
 		}
-		if f.Required || !f.Value.Empty() || !f.Items.Empty() {
+		if f.Required || !f.Value.Empty() || !f.Items.Empty() || f.Map != nil || !f.Keys.Empty() || !f.Vals.Empty() {
 			return true
 		}
 	}
@@ -324,6 +329,15 @@ func (s *Set) fill(m *Message) error {
 	return nil
 }
 
+// elemMessage is the message a field holds: its type, its elements' or
+// its map values'; nil for scalars.
+func elemMessage(fd protoreflect.FieldDescriptor) protoreflect.MessageDescriptor {
+	if fd.IsMap() {
+		return fd.MapValue().Message()
+	}
+	return fd.Message()
+}
+
 func (s *Set) field(m *Message, fd protoreflect.FieldDescriptor, inMsgOneof bool) (*Field, error) {
 	f := &Field{Desc: fd}
 	if m.GoType != nil {
@@ -333,10 +347,6 @@ func (s *Set) field(m *Message, fd protoreflect.FieldDescriptor, inMsgOneof bool
 		}
 		f.GoName = name
 	}
-	if fd.IsMap() {
-		// No data message has a map; refuse rather than skip one.
-		return nil, fmt.Errorf("map fields are not supported by fastvalid")
-	}
 	if fd.Kind() == protoreflect.GroupKind {
 		return nil, fmt.Errorf("group fields are not supported by fastvalid")
 	}
@@ -345,7 +355,7 @@ func (s *Set) field(m *Message, fd protoreflect.FieldDescriptor, inMsgOneof bool
 		fr = proto.GetExtension(opts, validate.E_Field).(*validate.FieldRules)
 	}
 	if fr != nil {
-		if err := strict(fr, "required", "ignore", "string", "enum", "repeated",
+		if err := strict(fr, "required", "ignore", "string", "enum", "repeated", "map",
 			"int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64",
 			"sfixed32", "sfixed64", "float", "double"); err != nil {
 			return nil, err
@@ -356,14 +366,60 @@ func (s *Set) field(m *Message, fd protoreflect.FieldDescriptor, inMsgOneof bool
 			f.Ignore = validate.Ignore_IGNORE_IF_ZERO_VALUE
 		}
 	}
-	if fd.Message() != nil {
-		sub, err := s.message(fd.Message())
+	if md := elemMessage(fd); md != nil {
+		sub, err := s.message(md)
 		if err != nil {
 			return nil, err
 		}
 		f.Msg = sub
 	}
 	if f.Ignore == validate.Ignore_IGNORE_ALWAYS {
+		return f, nil
+	}
+	if fd.IsMap() {
+		if fr.GetMap() == nil && fr.GetType() != nil {
+			return nil, fmt.Errorf("rule %s on a map field", typeName(fr))
+		}
+		mr := fr.GetMap()
+		if mr == nil {
+			return f, nil
+		}
+		if err := strict(mr, "min_pairs", "max_pairs", "keys", "values"); err != nil {
+			return nil, err
+		}
+		if mr.HasMinPairs() || mr.HasMaxPairs() {
+			f.Map = mr
+		}
+		for _, side := range []struct {
+			name  string
+			rules *validate.FieldRules
+			desc  protoreflect.FieldDescriptor
+			out   **Value
+			ign   *validate.Ignore
+		}{{"keys", mr.GetKeys(), fd.MapKey(), &f.Keys, &f.KeysIgnore}, {"values", mr.GetValues(), fd.MapValue(), &f.Vals, &f.ValsIgnore}} {
+			if side.rules == nil {
+				continue
+			}
+			if err := strict(side.rules, "ignore", "string", "enum",
+				"int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64",
+				"sfixed32", "sfixed64", "float", "double"); err != nil {
+				return nil, fmt.Errorf("%s: %w", side.name, err)
+			}
+			*side.ign = side.rules.GetIgnore()
+			if k := side.desc.Kind(); *side.ign != validate.Ignore_IGNORE_UNSPECIFIED && (k == protoreflect.MessageKind || k == protoreflect.FloatKind || k == protoreflect.DoubleKind || k == protoreflect.BoolKind || k == protoreflect.BytesKind) {
+				return nil, fmt.Errorf("%s: ignore on %s is not supported by fastvalid", side.name, k)
+			}
+			if *side.ign == validate.Ignore_IGNORE_ALWAYS {
+				return nil, fmt.Errorf("%s: ignore always is not supported by fastvalid", side.name)
+			}
+			v, err := value(side.desc, side.rules)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", side.name, err)
+			}
+			if !v.Empty() {
+				*side.out = v
+			}
+		}
 		return f, nil
 	}
 	if fd.IsList() {

@@ -69,7 +69,8 @@ func TestLoadRefusesWhatItDoesNotKnow(t *testing.T) {
 		{"unknown message cel", nil, validate.MessageRules_builder{Cel: []*validate.Rule{validate.Rule_builder{Id: proto.String("m.new_rule"), Expression: proto.String("true")}.Build()}}.Build(), false, "has no Go implementation"},
 		{"changed message cel", nil, validate.MessageRules_builder{Cel: []*validate.Rule{validate.Rule_builder{Id: proto.String("subject.birth_place_required"), Expression: proto.String("true")}.Build()}}.Build(), false, "changed"},
 		{"rule of another type", validate.FieldRules_builder{Int32: validate.Int32Rules_builder{Gt: proto.Int32(1)}.Build()}.Build(), nil, false, "rule int32 on a string field"},
-		{"map field", nil, nil, true, "map fields are not supported"},
+		{"map key format", validate.FieldRules_builder{Map: validate.MapRules_builder{Keys: validate.FieldRules_builder{String: validate.StringRules_builder{Email: proto.Bool(true)}.Build()}.Build()}.Build()}.Build(), nil, true, "keys: string: rule StringRules.email is not supported"},
+		{"string rule on a map", validate.FieldRules_builder{String: validate.StringRules_builder{MinLen: proto.Uint64(1)}.Build()}.Build(), nil, true, "rule string on a map field"},
 		{"message oneof on unknown field", nil, validate.MessageRules_builder{Oneof: []*validate.MessageOneofRule{validate.MessageOneofRule_builder{Fields: []string{"nope"}}.Build()}}.Build(), false, "unknown field"},
 	}
 	for _, c := range cases {

@@ -182,6 +182,7 @@ type Kinds struct {
 	Free          isKinds_Free `protobuf_oneof:"free"`
 	OptLeaf       *Leaf        `protobuf:"bytes,45,opt,name=opt_leaf,json=optLeaf,proto3,oneof" json:"opt_leaf,omitempty"`
 	Flag          bool         `protobuf:"varint,46,opt,name=flag,proto3" json:"flag,omitempty"`
+	Maps          *Maps        `protobuf:"bytes,47,opt,name=maps,proto3" json:"maps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +549,13 @@ func (x *Kinds) GetFlag() bool {
 	return false
 }
 
+func (x *Kinds) GetMaps() *Maps {
+	if x != nil {
+		return x.Maps
+	}
+	return nil
+}
+
 type isKinds_Choice interface {
 	isKinds_Choice()
 }
@@ -586,6 +594,83 @@ func (*Kinds_FreeText) isKinds_Free() {}
 
 func (*Kinds_FreeLeaf) isKinds_Free() {}
 
+// Maps exercises map rules and the recursion into map values.
+type Maps struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeafMap       map[string]*Leaf       `protobuf:"bytes,1,rep,name=leaf_map,json=leafMap,proto3" json:"leaf_map,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Codes         map[int32]string       `protobuf:"bytes,2,rep,name=codes,proto3" json:"codes,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Flags         map[bool]uint64        `protobuf:"bytes,3,rep,name=flags,proto3" json:"flags,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Colors        map[uint32]Color       `protobuf:"bytes,4,rep,name=colors,proto3" json:"colors,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value,enum=relais.fastvalidtest.v1.Color"`
+	Plain         map[int64]*Leaf        `protobuf:"bytes,5,rep,name=plain,proto3" json:"plain,omitempty" protobuf_key:"zigzag64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Maps) Reset() {
+	*x = Maps{}
+	mi := &file_relais_fastvalidtest_v1_kinds_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Maps) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Maps) ProtoMessage() {}
+
+func (x *Maps) ProtoReflect() protoreflect.Message {
+	mi := &file_relais_fastvalidtest_v1_kinds_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Maps.ProtoReflect.Descriptor instead.
+func (*Maps) Descriptor() ([]byte, []int) {
+	return file_relais_fastvalidtest_v1_kinds_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Maps) GetLeafMap() map[string]*Leaf {
+	if x != nil {
+		return x.LeafMap
+	}
+	return nil
+}
+
+func (x *Maps) GetCodes() map[int32]string {
+	if x != nil {
+		return x.Codes
+	}
+	return nil
+}
+
+func (x *Maps) GetFlags() map[bool]uint64 {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *Maps) GetColors() map[uint32]Color {
+	if x != nil {
+		return x.Colors
+	}
+	return nil
+}
+
+func (x *Maps) GetPlain() map[int64]*Leaf {
+	if x != nil {
+		return x.Plain
+	}
+	return nil
+}
+
 var File_relais_fastvalidtest_v1_kinds_proto protoreflect.FileDescriptor
 
 const file_relais_fastvalidtest_v1_kinds_proto_rawDesc = "" +
@@ -594,7 +679,7 @@ const file_relais_fastvalidtest_v1_kinds_proto_rawDesc = "" +
 	"\x04Leaf\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x02\x18\x05R\x04name\x12*\n" +
 	"\x06weight\x18\x02 \x01(\x03B\x12\xbaH\x0f\"\r\x10\n" +
-	" \xf6\xff\xff\xff\xff\xff\xff\xff\xff\x01R\x06weight\"\xb5\x0f\n" +
+	" \xf6\xff\xff\xff\xff\xff\xff\xff\xff\x01R\x06weight\"\xe8\x0f\n" +
 	"\x05Kinds\x12\x16\n" +
 	"\x01a\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x98\x01\x03R\x01a\x12\x15\n" +
 	"\x01b\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02\b\aR\x01b\x12$\n" +
@@ -656,7 +741,8 @@ const file_relais_fastvalidtest_v1_kinds_proto_rawDesc = "" +
 	"\tfree_text\x18+ \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x01R\bfreeText\x12<\n" +
 	"\tfree_leaf\x18, \x01(\v2\x1d.relais.fastvalidtest.v1.LeafH\x01R\bfreeLeaf\x12=\n" +
 	"\bopt_leaf\x18- \x01(\v2\x1d.relais.fastvalidtest.v1.LeafH\x04R\aoptLeaf\x88\x01\x01\x12\x1a\n" +
-	"\x04flag\x18. \x01(\bB\x06\xbaH\x03\xc8\x01\x01R\x04flag:\v\xbaH\b\"\x06\n" +
+	"\x04flag\x18. \x01(\bB\x06\xbaH\x03\xc8\x01\x01R\x04flag\x121\n" +
+	"\x04maps\x18/ \x01(\v2\x1d.relais.fastvalidtest.v1.MapsR\x04maps:\v\xbaH\b\"\x06\n" +
 	"\x01a\n" +
 	"\x01bB\x0f\n" +
 	"\x06choice\x12\x05\xbaH\x02\b\x01B\x06\n" +
@@ -664,7 +750,33 @@ const file_relais_fastvalidtest_v1_kinds_proto_rawDesc = "" +
 	"\x06_s_optB\n" +
 	"\n" +
 	"\b_i32_optB\v\n" +
-	"\t_opt_leaf*N\n" +
+	"\t_opt_leaf\"\xa3\x06\n" +
+	"\x04Maps\x12W\n" +
+	"\bleaf_map\x18\x01 \x03(\v2*.relais.fastvalidtest.v1.Maps.LeafMapEntryB\x10\xbaH\r\x9a\x01\n" +
+	"\b\x01\x10\x03\"\x04r\x02\x10\x02R\aleafMap\x12]\n" +
+	"\x05codes\x18\x02 \x03(\v2(.relais.fastvalidtest.v1.Maps.CodesEntryB\x1d\xbaH\x1a\x9a\x01\x17\"\x04\x1a\x02 \x00*\x0f\xd8\x01\x01r\n" +
+	"2\b^[A-Z]+$R\x05codes\x12L\n" +
+	"\x05flags\x18\x03 \x03(\v2(.relais.fastvalidtest.v1.Maps.FlagsEntryB\f\xbaH\t\x9a\x01\x06*\x042\x02\x18\x05R\x05flags\x12R\n" +
+	"\x06colors\x18\x04 \x03(\v2).relais.fastvalidtest.v1.Maps.ColorsEntryB\x0f\xbaH\f\x9a\x01\t\x10\x02*\x05\x82\x01\x02\x10\x01R\x06colors\x12>\n" +
+	"\x05plain\x18\x05 \x03(\v2(.relais.fastvalidtest.v1.Maps.PlainEntryR\x05plain\x1aY\n" +
+	"\fLeafMapEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x123\n" +
+	"\x05value\x18\x02 \x01(\v2\x1d.relais.fastvalidtest.v1.LeafR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"CodesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"FlagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\bR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aY\n" +
+	"\vColorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x124\n" +
+	"\x05value\x18\x02 \x01(\x0e2\x1e.relais.fastvalidtest.v1.ColorR\x05value:\x028\x01\x1aW\n" +
+	"\n" +
+	"PlainEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x12R\x03key\x123\n" +
+	"\x05value\x18\x02 \x01(\v2\x1d.relais.fastvalidtest.v1.LeafR\x05value:\x028\x01*N\n" +
 	"\x05Color\x12\x15\n" +
 	"\x11COLOR_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tCOLOR_RED\x10\x01\x12\x0f\n" +
@@ -685,26 +797,41 @@ func file_relais_fastvalidtest_v1_kinds_proto_rawDescGZIP() []byte {
 }
 
 var file_relais_fastvalidtest_v1_kinds_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_relais_fastvalidtest_v1_kinds_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_relais_fastvalidtest_v1_kinds_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_relais_fastvalidtest_v1_kinds_proto_goTypes = []any{
 	(Color)(0),    // 0: relais.fastvalidtest.v1.Color
 	(*Leaf)(nil),  // 1: relais.fastvalidtest.v1.Leaf
 	(*Kinds)(nil), // 2: relais.fastvalidtest.v1.Kinds
+	(*Maps)(nil),  // 3: relais.fastvalidtest.v1.Maps
+	nil,           // 4: relais.fastvalidtest.v1.Maps.LeafMapEntry
+	nil,           // 5: relais.fastvalidtest.v1.Maps.CodesEntry
+	nil,           // 6: relais.fastvalidtest.v1.Maps.FlagsEntry
+	nil,           // 7: relais.fastvalidtest.v1.Maps.ColorsEntry
+	nil,           // 8: relais.fastvalidtest.v1.Maps.PlainEntry
 }
 var file_relais_fastvalidtest_v1_kinds_proto_depIdxs = []int32{
-	0, // 0: relais.fastvalidtest.v1.Kinds.c_const:type_name -> relais.fastvalidtest.v1.Color
-	0, // 1: relais.fastvalidtest.v1.Kinds.c_in:type_name -> relais.fastvalidtest.v1.Color
-	0, // 2: relais.fastvalidtest.v1.Kinds.r_colors:type_name -> relais.fastvalidtest.v1.Color
-	1, // 3: relais.fastvalidtest.v1.Kinds.leaves:type_name -> relais.fastvalidtest.v1.Leaf
-	1, // 4: relais.fastvalidtest.v1.Kinds.leaf:type_name -> relais.fastvalidtest.v1.Leaf
-	1, // 5: relais.fastvalidtest.v1.Kinds.choice_leaf:type_name -> relais.fastvalidtest.v1.Leaf
-	1, // 6: relais.fastvalidtest.v1.Kinds.free_leaf:type_name -> relais.fastvalidtest.v1.Leaf
-	1, // 7: relais.fastvalidtest.v1.Kinds.opt_leaf:type_name -> relais.fastvalidtest.v1.Leaf
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	0,  // 0: relais.fastvalidtest.v1.Kinds.c_const:type_name -> relais.fastvalidtest.v1.Color
+	0,  // 1: relais.fastvalidtest.v1.Kinds.c_in:type_name -> relais.fastvalidtest.v1.Color
+	0,  // 2: relais.fastvalidtest.v1.Kinds.r_colors:type_name -> relais.fastvalidtest.v1.Color
+	1,  // 3: relais.fastvalidtest.v1.Kinds.leaves:type_name -> relais.fastvalidtest.v1.Leaf
+	1,  // 4: relais.fastvalidtest.v1.Kinds.leaf:type_name -> relais.fastvalidtest.v1.Leaf
+	1,  // 5: relais.fastvalidtest.v1.Kinds.choice_leaf:type_name -> relais.fastvalidtest.v1.Leaf
+	1,  // 6: relais.fastvalidtest.v1.Kinds.free_leaf:type_name -> relais.fastvalidtest.v1.Leaf
+	1,  // 7: relais.fastvalidtest.v1.Kinds.opt_leaf:type_name -> relais.fastvalidtest.v1.Leaf
+	3,  // 8: relais.fastvalidtest.v1.Kinds.maps:type_name -> relais.fastvalidtest.v1.Maps
+	4,  // 9: relais.fastvalidtest.v1.Maps.leaf_map:type_name -> relais.fastvalidtest.v1.Maps.LeafMapEntry
+	5,  // 10: relais.fastvalidtest.v1.Maps.codes:type_name -> relais.fastvalidtest.v1.Maps.CodesEntry
+	6,  // 11: relais.fastvalidtest.v1.Maps.flags:type_name -> relais.fastvalidtest.v1.Maps.FlagsEntry
+	7,  // 12: relais.fastvalidtest.v1.Maps.colors:type_name -> relais.fastvalidtest.v1.Maps.ColorsEntry
+	8,  // 13: relais.fastvalidtest.v1.Maps.plain:type_name -> relais.fastvalidtest.v1.Maps.PlainEntry
+	1,  // 14: relais.fastvalidtest.v1.Maps.LeafMapEntry.value:type_name -> relais.fastvalidtest.v1.Leaf
+	0,  // 15: relais.fastvalidtest.v1.Maps.ColorsEntry.value:type_name -> relais.fastvalidtest.v1.Color
+	1,  // 16: relais.fastvalidtest.v1.Maps.PlainEntry.value:type_name -> relais.fastvalidtest.v1.Leaf
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_relais_fastvalidtest_v1_kinds_proto_init() }
@@ -725,7 +852,7 @@ func file_relais_fastvalidtest_v1_kinds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relais_fastvalidtest_v1_kinds_proto_rawDesc), len(file_relais_fastvalidtest_v1_kinds_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
