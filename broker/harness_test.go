@@ -156,7 +156,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // newHarness starts a broker on 127.0.0.1 over real mTLS with the fake
 // adapter behind the family-quotient and C2S services (the student
 // services are left without source).
-func newHarness(t *testing.T, quota registry.Quota, options ...func(*broker.Config)) *harness {
+func newHarness(t testing.TB, quota registry.Quota, options ...func(*broker.Config)) *harness {
 	t.Helper()
 	h := &harness{adapter: &fakeAdapter{}, audit: &audit.Memory{}, clock: &fakeClock{now: testNow}, dir: t.TempDir(), revoked: certs.NewRevocations(),
 		observer: &recordingObserver{}, logs: &syncBuffer{}, spans: newSpanSink()}
@@ -342,14 +342,14 @@ func (b *syncBuffer) String() string {
 }
 
 // conn dials the broker as the holder of a certificate for kind/id.
-func (h *harness) conn(t *testing.T, kind identity.Kind, id string) *grpc.ClientConn {
+func (h *harness) conn(t testing.TB, kind identity.Kind, id string) *grpc.ClientConn {
 	t.Helper()
 	cc, _ := h.connCred(t, kind, id)
 	return cc
 }
 
 // connCred is conn that also returns the credential it dialled with.
-func (h *harness) connCred(t *testing.T, kind identity.Kind, id string) (*grpc.ClientConn, *certs.Credential) {
+func (h *harness) connCred(t testing.TB, kind identity.Kind, id string) (*grpc.ClientConn, *certs.Credential) {
 	t.Helper()
 	cred, err := h.ca.IssueClient(context.Background(), certs.ClientRequest{Kind: kind, ID: id, CommonName: "test " + id, TTL: time.Hour})
 	if err != nil {
@@ -359,7 +359,7 @@ func (h *harness) connCred(t *testing.T, kind identity.Kind, id string) (*grpc.C
 }
 
 // dialCred opens a new connection presenting cred.
-func (h *harness) dialCred(t *testing.T, cred *certs.Credential) *grpc.ClientConn {
+func (h *harness) dialCred(t testing.TB, cred *certs.Credential) *grpc.ClientConn {
 	t.Helper()
 	src := certs.NewCertSource()
 	if err := src.Set(cred.CertPEM, cred.KeyPEM); err != nil {
@@ -368,7 +368,7 @@ func (h *harness) dialCred(t *testing.T, cred *certs.Credential) *grpc.ClientCon
 	return h.dial(t, certs.ClientConfig(src, h.roots, "localhost"))
 }
 
-func (h *harness) dial(t *testing.T, cfg *tls.Config) *grpc.ClientConn {
+func (h *harness) dial(t testing.TB, cfg *tls.Config) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
