@@ -74,7 +74,7 @@ func keysGenerateCmd() *cobra.Command {
 func keysRotateCmd() *cobra.Command {
 	return leaf("rotate --dir DIR", "Replace the audit signing key, keeping the earlier public keys so that older checkpoints still verify",
 		`  relaisctl keys rotate --dir /etc/relais/keys && systemctl restart relaisd
-  relaisctl audit verify --db backup/audit.db --public-key /etc/relais/keys/audit-signing.pub   # all keys of the keyring`,
+  relaisctl audit verify --dir /var/lib/relais/audit --public-key /etc/relais/keys/audit-signing.pub   # all keys of the keyring`,
 		func(fs *pflag.FlagSet) body {
 			dir := fs.String("dir", "", "the directory of audit-signing.key and audit-signing.pub")
 			return func(_ context.Context, stdout, stderr io.Writer) int {

@@ -300,4 +300,3 @@ func TestCitizenLoginEndToEnd(t *testing.T) {
 		}
 	}
 }
-

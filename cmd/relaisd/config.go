@@ -24,7 +24,8 @@ import (
 // in the file: it names files, and the environment may override them
 // (RELAIS_VAULT_SECRET_ID, RELAIS_PSEUDONYM_KEY).
 type Config struct {
-	// DataDir holds registry.db and audit.db when the store is bbolt.
+	// DataDir holds registry.db and audit/ (the audit log directory) when
+	// the store is bbolt.
 	DataDir string       `yaml:"data_dir"`
 	Store   StoreConfig  `yaml:"store"`
 	Listen  ListenConfig `yaml:"listen"`

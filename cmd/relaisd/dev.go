@@ -197,7 +197,7 @@ func devStores(ctx context.Context, o devOptions, cat *catalog.Catalog, vault bo
 		return nil, false, err
 	}
 	if o.postgres == "" {
-		sts, err := openBoltStores(o.dataDir, cat, time.Now)
+		sts, err := openBoltStores(o.dataDir, cat, time.Now, boltOptions{Logger: logger})
 		return sts, false, err
 	}
 	self := cluster.Replica{ID: o.replicaID, DataAddr: o.listen, AdminAddr: o.adminListen, StartedAt: time.Now()}

@@ -55,7 +55,7 @@ func TestRemindersConfigIsChecked(t *testing.T) {
 func TestStartRemindersMailsUnderTheLease(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := openBoltStores(dir, catalog.Default(), time.Now)
+	st, err := openBoltStores(dir, catalog.Default(), time.Now, boltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -17,6 +19,7 @@ import (
 	"github.com/relais-broker/relais/broker/cluster"
 	"github.com/relais-broker/relais/certs"
 	"github.com/relais-broker/relais/certs/vaultca"
+	"github.com/relais-broker/relais/internal/devenv"
 	"github.com/relais-broker/relais/internal/keyfile"
 	"github.com/relais-broker/relais/internal/tracing"
 	"github.com/relais-broker/relais/internal/vaultkeys"
@@ -101,7 +104,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writ
 	if st.Signer, st.Pseudonym, err = auditKeys(ctx, cfg, ca); err != nil {
 		return err
 	}
-	if st.Stores, err = configuredStores(ctx, cfg, cat, logger); err != nil {
+	if st.Stores, err = configuredStores(ctx, cfg, cat, logger, st.Signer); err != nil {
 		return err
 	}
 	defer st.Stores.Close()
@@ -150,9 +153,21 @@ func configuredCA(ctx context.Context, cfg *Config) (certs.Authority, func(), er
 
 // configuredStores opens the stores the configuration names. A
 // PostgreSQL schema must have been migrated (relaisctl db migrate).
-func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog, logger *slog.Logger) (*stores, error) {
+func configuredStores(ctx context.Context, cfg *Config, cat *catalog.Catalog, logger *slog.Logger, signer seal.Signer) (*stores, error) {
 	if cfg.Store.Kind != StorePostgres {
-		return openBoltStores(cfg.DataDir, cat, time.Now)
+		// An audit.db of an earlier version is migrated at start, verified
+		// with the signing key and the earlier keys of its keyring.
+		ring := ""
+		if cfg.Audit.SigningKeyFile != "" {
+			if f := filepath.Join(filepath.Dir(cfg.Audit.SigningKeyFile), devenv.AuditPublicKeyFile); fileExists(f) {
+				ring = f
+			}
+		}
+		keys, err := auditKeyring(signer, ring)
+		if err != nil {
+			return nil, err
+		}
+		return openBoltStores(cfg.DataDir, cat, time.Now, boltOptions{Keys: keys, Logger: logger})
 	}
 	dsn, err := cfg.Store.dsn()
 	if err != nil {
@@ -199,4 +214,10 @@ func auditKeys(ctx context.Context, cfg *Config, ca certs.Authority) (seal.Signe
 	}
 	key, err := cfg.pseudonymKey()
 	return signer, key, err
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir()
 }

@@ -79,20 +79,18 @@ type boltOptions struct {
 
 // openBoltStores opens registry.db and the audit log directory audit/ in
 // dir, migrating the audit.db of an earlier version first (see
-// migrateBoltAudit). The options are optional while callers move to them.
-func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time, opts ...boltOptions) (*stores, error) {
-	var o boltOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
+// migrateBoltAudit).
+func openBoltStores(dir string, cat *catalog.Catalog, clock func() time.Time, o boltOptions) (*stores, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if err := migrateBoltAudit(dir, o); err != nil {
-		return nil, err
-	}
+	// The registry's exclusive lock first: one broker at a time migrates.
 	reg, err := boltreg.Open(filepath.Join(dir, devenv.RegistryFile), boltreg.Options{Catalog: cat, Clock: clock})
 	if err != nil {
+		return nil, err
+	}
+	if err := migrateBoltAudit(dir, o); err != nil {
+		reg.Close()
 		return nil, err
 	}
 	st, err := seglog.OpenStore(filepath.Join(dir, devenv.AuditDir), seglog.StoreOptions{})

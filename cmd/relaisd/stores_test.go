@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -145,7 +147,7 @@ func TestMigrationFailureLeavesAuditDBUntouched(t *testing.T) {
 			if err != nil || !bytes.Equal(before, after) {
 				t.Fatalf("audit.db changed: %v", err)
 			}
-			for _, name := range []string{devenv.AuditDir, "audit.tmp", devenv.AuditFile + ".migrated", devenv.RegistryFile} {
+			for _, name := range []string{devenv.AuditDir, "audit.tmp", devenv.AuditFile + ".migrated"} {
 				if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
 					t.Fatalf("%s exists after a failed migration: %v", name, err)
 				}
@@ -212,5 +214,39 @@ func TestAuditSnapshotIsTheExport(t *testing.T) {
 	rep, err := seal.VerifyExport(&b, pub)
 	if err != nil || !rep.OK() || rep.Records != 7 || rep.Checkpoints < 2 {
 		t.Fatalf("the snapshot verifies: %+v, %v", rep, err)
+	}
+}
+
+// TestAuditKeyring: the signer's key first, then the keyring's earlier
+// keys once each; no keyring file is the signer's key alone; a keyring
+// that is not one is refused.
+func TestAuditKeyring(t *testing.T) {
+	cur, key, _ := ed25519.GenerateKey(rand.Reader)
+	old, _, _ := ed25519.GenerateKey(rand.Reader)
+	dir := t.TempDir()
+	var ring []byte
+	for _, k := range []ed25519.PublicKey{cur, old} {
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ring = append(ring, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
+	}
+	path := filepath.Join(dir, devenv.AuditPublicKeyFile)
+	if err := os.WriteFile(path, ring, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := auditKeyring(seal.Ed25519Signer(key), path)
+	if err != nil || len(got) != 2 || !got[0].Equal(cur) || !got[1].Equal(old) {
+		t.Fatalf("keyring: %d keys, %v", len(got), err)
+	}
+	if got, err := auditKeyring(seal.Ed25519Signer(key), filepath.Join(dir, "none.pub")); err != nil || len(got) != 1 || !got[0].Equal(cur) {
+		t.Fatalf("no keyring file: %d keys, %v", len(got), err)
+	}
+	if err := os.WriteFile(path, []byte("not a key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auditKeyring(seal.Ed25519Signer(key), path); err == nil || !strings.Contains(err.Error(), "holds no PEM public key") {
+		t.Fatalf("a file that is no keyring: %v", err)
 	}
 }
