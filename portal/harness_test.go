@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"bytes"
 	"context"
 	"html"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relais-broker/relais/internal/localserver"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -65,24 +66,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
-}
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // recordingLister remembers every pseudonym the portal asked for.
@@ -260,7 +243,7 @@ type stack struct {
 	clock    *clock
 	lister   *recordingLister
 	resolver *recordingResolver
-	logs     *syncBuffer
+	logs     *localserver.Buffer
 	metrics  *prometheus.Registry
 	sessions *MemoryStore
 }
@@ -269,7 +252,7 @@ var t0 = time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 
 func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, clock: &clock{t: time.Now()}, logs: &syncBuffer{}, metrics: prometheus.NewRegistry()}
+	s := &stack{t: t, clock: &clock{t: time.Now()}, logs: &localserver.Buffer{}, metrics: prometheus.NewRegistry()}
 	s.srv = httptest.NewUnstartedServer(nil)
 	s.base = "https://" + s.srv.Listener.Addr().String()
 	s.idp = devidptest.Start(t, devidptest.Options{Clients: devidp.DefaultClients(s.base+"/callback", devidptest.TransparencySecret)})

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-broker/relais/internal/localserver"
+
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -47,36 +49,18 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
 type fixture struct {
 	idp   *citizentest.Provider
 	r     *citizen.Resolver
 	clock *clock
-	logs  *syncBuffer
+	logs  *localserver.Buffer
 }
 
 func setup(t *testing.T, mutate func(*citizen.ProviderConfig)) *fixture {
 	t.Helper()
 	idp := citizentest.Start()
 	t.Cleanup(idp.Close)
-	f := &fixture{idp: idp, clock: &clock{now: testNow}, logs: &syncBuffer{}}
+	f := &fixture{idp: idp, clock: &clock{now: testNow}, logs: &localserver.Buffer{}}
 	pc := citizen.ProviderConfig{Issuer: idp.Issuer(), ClientID: citizentest.Audience, AcceptedACR: []string{"eidas1"}, Timeout: 500 * time.Millisecond}
 	if mutate != nil {
 		mutate(&pc)
@@ -142,7 +126,7 @@ func TestResolve(t *testing.T) {
 	if d, j := f.idp.Hits("discovery"), f.idp.Hits("jwks"); d != 1 || j != 1 {
 		t.Fatalf("discovery fetched %d times, jwks %d times; want 1 and 1", d, j)
 	}
-	assertNoSecret(t, "logs", f.logs.Bytes(), token)
+	assertNoSecret(t, "logs", []byte(f.logs.String()), token)
 }
 
 func TestResolveBornAbroadWithoutUsageName(t *testing.T) {
@@ -212,7 +196,7 @@ func TestRefusals(t *testing.T) {
 		_, err := f.r.Resolve(context.Background(), "")
 		checkRefusal(t, nil, err, errcat.CitizenTokenInvalid, codes.InvalidArgument, "\x00")
 	})
-	assertNoSecret(t, "logs", f.logs.Bytes(), "never-issued-token")
+	assertNoSecret(t, "logs", []byte(f.logs.String()), "never-issued-token")
 }
 
 // checkRefusal checks a refused resolution: its reason and code, the
@@ -320,7 +304,7 @@ func TestProviderDownThenBack(t *testing.T) {
 	if _, err := f.r.Resolve(context.Background(), token); err != nil {
 		t.Fatalf("provider back: %v", err)
 	}
-	assertNoSecret(t, "logs", f.logs.Bytes(), token)
+	assertNoSecret(t, "logs", []byte(f.logs.String()), token)
 }
 
 func TestProviderUnreachable(t *testing.T) {
@@ -329,7 +313,7 @@ func TestProviderUnreachable(t *testing.T) {
 	f.idp.Close()
 	_, err := f.r.Resolve(context.Background(), token)
 	checkRefusal(t, nil, err, errcat.IdentityProviderUnavailable, codes.Unavailable, token)
-	assertNoSecret(t, "logs", f.logs.Bytes(), token)
+	assertNoSecret(t, "logs", []byte(f.logs.String()), token)
 }
 
 func TestKeyRotation(t *testing.T) {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-broker/relais/internal/localserver"
+
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -437,7 +439,7 @@ func TestServeCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out, w := io.Pipe()
-	var stderr syncBuffer
+	var stderr localserver.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--issuer", idp.Issuer, "--idp-ca", writeCA(t, idp),
@@ -488,15 +490,3 @@ func readLine(r io.Reader) (string, error) {
 		b = append(b, one[0])
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -1,7 +1,6 @@
 package devidp_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relais-broker/relais/internal/localserver"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
@@ -483,7 +484,7 @@ func TestLoginPage(t *testing.T) {
 // TestNoTokenInLogs runs flows that succeed and fail with the provider's
 // logger and op's (slog.Default) captured, and looks for every secret.
 func TestNoTokenInLogs(t *testing.T) {
-	var buf syncBuffer
+	var buf localserver.Buffer
 	h := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})
 	prev := slog.Default()
 	slog.SetDefault(slog.New(h))
@@ -521,18 +522,6 @@ func TestNoTokenInLogs(t *testing.T) {
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestConfigValidation(t *testing.T) {
 	ok := devidptest.Users()[:1]

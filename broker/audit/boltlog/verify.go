@@ -3,8 +3,6 @@ package boltlog
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 
@@ -39,14 +37,7 @@ func VerifyWith(path string, pub ed25519.PublicKey, exported io.Reader) (*Report
 	for _, c := range expected {
 		v.Expect(c)
 	}
-	errStop := errors.New("stop")
-	err = st.Export(context.Background(), func(e seal.Entry) error {
-		if !v.Add(e) {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
+	if err := v.Consume(func(fn func(seal.Entry) error) error { return st.Export(context.Background(), fn) }); err != nil {
 		return nil, err
 	}
 	return v.Report(), nil
@@ -78,18 +69,5 @@ func ExportCheckpointsFile(path string, w io.Writer) (int, error) {
 
 // exportCheckpoints writes the checkpoints as stored, one JSON per line.
 func exportCheckpoints(st *Store, w io.Writer) (int, error) {
-	n := 0
-	err := st.Export(context.Background(), func(e seal.Entry) error {
-		if e.Checkpoint == nil {
-			return nil
-		}
-		raw, err := json.Marshal(e.Checkpoint)
-		if err != nil {
-			return err
-		}
-		n++
-		_, err = fmt.Fprintf(w, "%s\n", raw)
-		return err
-	})
-	return n, err
+	return seal.WriteCheckpoints(func(fn func(seal.Entry) error) error { return st.Export(context.Background(), fn) }, w)
 }

@@ -374,17 +374,47 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey, expected ...Checkpoint) (*
 	for _, c := range expected {
 		v.Expect(c)
 	}
+	if err := v.Consume(func(fn func(Entry) error) error { return ReadExport(r, fn) }); err != nil {
+		return nil, err
+	}
+	return v.Report(), nil
+}
+
+// Consume feeds v every entry export yields (a storage's Export, or an
+// export file read back), in order, until v finds a problem. Its error is
+// export's own (the entries could not be read); the verdict is v.Report().
+func (v *Verifier) Consume(export func(fn func(Entry) error) error) error {
 	errStop := errors.New("stop")
-	err := ReadExport(r, func(e Entry) error {
+	err := export(func(e Entry) error {
 		if !v.Add(e) {
 			return errStop
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) {
-		return nil, err
+	if errors.Is(err, errStop) {
+		return nil
 	}
-	return v.Report(), nil
+	return err
+}
+
+// WriteCheckpoints writes the checkpoints export yields as JSON lines —
+// what an operator archives out of the broker's reach, for verifying a
+// log against later — and returns how many.
+func WriteCheckpoints(export func(fn func(Entry) error) error, w io.Writer) (int, error) {
+	n := 0
+	err := export(func(e Entry) error {
+		if e.Checkpoint == nil {
+			return nil
+		}
+		raw, err := json.Marshal(e.Checkpoint)
+		if err != nil {
+			return err
+		}
+		n++
+		_, err = fmt.Fprintf(w, "%s\n", raw)
+		return err
+	})
+	return n, err
 }
 
 // ReadCheckpoints reads archived checkpoints: JSON lines of Checkpoint

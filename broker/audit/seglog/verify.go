@@ -3,7 +3,6 @@ package seglog
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,15 +45,16 @@ func VerifyWith(dir string, pub ed25519.PublicKey, exported io.Reader, earlier .
 		return nil, err
 	}
 	next := sn.floor() + 1 // the record expected next, to name a damaged frame
-	errStop := errors.New("stop")
-	err = st.export(context.Background(), sn, func(e seal.Entry) error {
-		if !v.Add(e) {
-			return errStop
-		}
-		if seq, ok := rawSeq(e.Record); ok && e.Record != nil {
-			next = seq + 1
-		}
-		return nil
+	err = v.Consume(func(fn func(seal.Entry) error) error {
+		return st.export(context.Background(), sn, func(e seal.Entry) error {
+			if err := fn(e); err != nil {
+				return err
+			}
+			if seq, ok := rawSeq(e.Record); ok && e.Record != nil {
+				next = seq + 1
+			}
+			return nil
+		})
 	})
 	var bad *badFrame
 	switch {
@@ -63,7 +63,7 @@ func VerifyWith(dir string, pub ed25519.PublicKey, exported io.Reader, earlier .
 		rep.Problem = fmt.Sprintf("record %d: %s at offset %d of segment %s", next, bad.Why, bad.Offset, bad.Segment)
 		rep.Chain, rep.BadSeq = "", next
 		return rep, nil
-	case err != nil && !errors.Is(err, errStop):
+	case err != nil:
 		return nil, err
 	}
 	return v.Report(), nil
@@ -97,18 +97,5 @@ func ExportCheckpointsDir(dir string, w io.Writer) (int, error) {
 func (l *Log) ExportCheckpoints(w io.Writer) (int, error) { return exportCheckpoints(l.store, w) }
 
 func exportCheckpoints(st *Store, w io.Writer) (int, error) {
-	n := 0
-	err := st.Export(context.Background(), func(e seal.Entry) error {
-		if e.Checkpoint == nil {
-			return nil
-		}
-		raw, err := json.Marshal(e.Checkpoint)
-		if err != nil {
-			return err
-		}
-		n++
-		_, err = fmt.Fprintf(w, "%s\n", raw)
-		return err
-	})
-	return n, err
+	return seal.WriteCheckpoints(func(fn func(seal.Entry) error) error { return st.Export(context.Background(), fn) }, w)
 }
