@@ -41,8 +41,13 @@ func checkedTypes(tb testing.TB, set *model.Set) []protoreflect.MessageType {
 func TestDifferentialRandom(t *testing.T) {
 	p := newPair(t)
 	n := 3000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		n = 300
+	case raceEnabled:
+		// The same seeds, a third of the messages: the race detector makes
+		// each ten times slower, and races are the concurrency test's job.
+		n = 1000
 	}
 	for _, mt := range checkedTypes(t, p.set) {
 		name := string(mt.Descriptor().FullName())

@@ -53,8 +53,11 @@ func TestKindsDifferential(t *testing.T) {
 	}
 	seen := map[string]int{}
 	n := 20000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		n = 2000
+	case raceEnabled:
+		n = 6000 // as in TestDifferentialRandom
 	}
 	forKey := 0
 	for _, mt := range []protoreflect.MessageType{(*testpb.Kinds)(nil).ProtoReflect().Type(), (*testpb.Leaf)(nil).ProtoReflect().Type(), (*testpb.Maps)(nil).ProtoReflect().Type()} {

@@ -97,7 +97,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "relais-bench:", err)
 		os.Exit(2)
 	}
-	o.command = strings.TrimSpace("go run ./bench/cmd/relais-bench " + strings.Join(os.Args[1:], " "))
+	o.command = "go run ./bench/cmd/relais-bench"
+	for _, a := range os.Args[1:] {
+		o.command += " " + shellQuote(a)
+	}
 	if err := runBench(o); err != nil {
 		fmt.Fprintln(os.Stderr, "relais-bench:", err)
 		os.Exit(1)
@@ -111,6 +114,15 @@ type options struct {
 	levels, slowLevels                          []int
 	postgres, ha, quick, keep                   bool
 	profile, ghz, out, json, note, command      string
+}
+
+// shellQuote quotes a for a POSIX shell when it needs it, so the command
+// in the results can be pasted back.
+func shellQuote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=,@+-") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'"'"'`) + "'"
 }
 
 func parseLevels(s string) ([]int, error) {

@@ -256,3 +256,16 @@ func TestRotate(t *testing.T) {
 		}
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"-quick":             "-quick",
+		"/tmp/gobin/ghz":     "/tmp/gobin/ghz",
+		"agents' builds, ok": `'agents'"'"' builds, ok'`,
+		"":                   "''",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
