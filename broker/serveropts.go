@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,9 +28,13 @@ const (
 // applies MaxRequestBytes), per-connection stream limit, and
 // keepalive enforcement (clients may not ping more often than every 20 s;
 // idle connections close after 15 min; every connection is recycled
-// within 2 h, with 30 s of grace, so certificate changes reach it).
+// within 2 h, with 30 s of grace, so certificate changes reach it). Calls
+// run on a pool of stream workers (one per CPU; grpc-go starts a new
+// goroutine when all are busy), whose stacks have already grown to what a
+// call needs, instead of a fresh goroutine each.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(callchain.MaxTransportBytes),
 		grpc.MaxSendMsgSize(MaxResponseBytes),
 		grpc.MaxConcurrentStreams(MaxStreamsPerConnection),

@@ -2,6 +2,7 @@ package subject
 
 import (
 	"errors"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -43,20 +44,55 @@ func (d Designation) Typed() bool { return d.Token == "" && (d.Kind != "" || d.I
 // through it.
 func Designate(req proto.Message) Designation {
 	r := req.ProtoReflect()
-	fields := r.Descriptor().Fields()
-	if f := fields.ByName(CitizenAccessToken); f != nil && f.Kind() == protoreflect.StringKind && r.Has(f) {
-		return Designation{Token: r.Get(f).String()}
+	df := designationFields(r.Descriptor())
+	if df.token != nil && r.Has(df.token) {
+		return Designation{Token: r.Get(df.token).String()}
 	}
-	for _, kind := range []string{INE, FranceTravailID} {
-		if f := fields.ByName(protoreflect.Name(kind)); f != nil && f.Kind() == protoreflect.StringKind && r.Has(f) {
-			return Designation{Kind: kind, Value: r.Get(f).String()}
+	for _, k := range df.kinds {
+		if r.Has(k.field) {
+			return Designation{Kind: k.kind, Value: r.Get(k.field).String()}
 		}
 	}
-	if f := identityField(r.Descriptor()); f != nil && r.Has(f) {
-		id, _ := r.Get(f).Message().Interface().(*commonv1.SubjectIdentity)
+	if df.identity != nil && r.Has(df.identity) {
+		id, _ := r.Get(df.identity).Message().Interface().(*commonv1.SubjectIdentity)
 		return Designation{Identity: id}
 	}
 	return Designation{}
+}
+
+// fields are the designating fields of one request type, looked up once
+// per type (Designate runs several times per call: the hot path).
+type fields struct {
+	token    protoreflect.FieldDescriptor
+	kinds    []kindField
+	identity protoreflect.FieldDescriptor
+}
+
+type kindField struct {
+	kind  string
+	field protoreflect.FieldDescriptor
+}
+
+// byType caches fields by message descriptor (not by name: a dynamic
+// message of the same name has descriptors of its own).
+var byType sync.Map // protoreflect.MessageDescriptor → *fields
+
+func designationFields(md protoreflect.MessageDescriptor) *fields {
+	if f, ok := byType.Load(md); ok {
+		return f.(*fields)
+	}
+	all := md.Fields()
+	df := &fields{identity: identityField(md)}
+	if f := all.ByName(CitizenAccessToken); f != nil && f.Kind() == protoreflect.StringKind {
+		df.token = f
+	}
+	for _, kind := range []string{INE, FranceTravailID} {
+		if f := all.ByName(protoreflect.Name(kind)); f != nil && f.Kind() == protoreflect.StringKind {
+			df.kinds = append(df.kinds, kindField{kind, f})
+		}
+	}
+	got, _ := byType.LoadOrStore(md, df)
+	return got.(*fields)
 }
 
 var identityName = (&commonv1.SubjectIdentity{}).ProtoReflect().Descriptor().FullName()
