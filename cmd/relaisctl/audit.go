@@ -375,17 +375,8 @@ func auditQueryCmd() *cobra.Command {
 					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 				}
 				req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, Method: *method, Code: *code, Limit: int32(*limit), DeferredOnly: *deferred}
-				for _, t := range []struct {
-					flag, v string
-					dst     **timestamppb.Timestamp
-				}{{"--from", *from, &req.From}, {"--to", *to, &req.To}} {
-					if t.v != "" {
-						tm, err := parseTime(t.flag, t.v)
-						if err != nil {
-							return err
-						}
-						*t.dst = timestamppb.New(tm)
-					}
+				if err := setPeriod(req, *from, *to); err != nil {
+					return err
 				}
 				resp, err := adminv1.NewAuditAdminServiceClient(conn).QueryAudit(ctx, req)
 				if err != nil {
@@ -454,17 +445,8 @@ func auditDeferredCmd() *cobra.Command {
 					return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 				}
 				req := &adminv1.QueryAuditRequest{ConsumerSiret: *consumer, DeferredOnly: true, Limit: int32(*limit)}
-				for _, t := range []struct {
-					flag, v string
-					dst     **timestamppb.Timestamp
-				}{{"--from", *from, &req.From}, {"--to", *to, &req.To}} {
-					if t.v != "" {
-						tm, err := parseTime(t.flag, t.v)
-						if err != nil {
-							return err
-						}
-						*t.dst = timestamppb.New(tm)
-					}
+				if err := setPeriod(req, *from, *to); err != nil {
+					return err
 				}
 				resp, err := adminv1.NewAuditAdminServiceClient(conn).QueryAudit(ctx, req)
 				if err != nil {
@@ -667,4 +649,22 @@ func auditCheckpoints(ctx context.Context, src *logSource, stdout, stderr io.Wri
 		return 1
 	}
 	return 0
+}
+
+// setPeriod sets the query's --from and --to (each optional).
+func setPeriod(req *adminv1.QueryAuditRequest, from, to string) error {
+	for _, t := range []struct {
+		flag, v string
+		dst     **timestamppb.Timestamp
+	}{{"--from", from, &req.From}, {"--to", to, &req.To}} {
+		if t.v == "" {
+			continue
+		}
+		tm, err := parseTime(t.flag, t.v)
+		if err != nil {
+			return err
+		}
+		*t.dst = timestamppb.New(tm)
+	}
+	return nil
 }
